@@ -1,0 +1,139 @@
+"""The library API behind the CLI.
+
+``compile_spec`` validates and lowers a spec to the IR and counts parameters without
+importing TensorFlow or Keras; ``build`` also makes the Keras model and proves its
+counts equal the IR's; ``save_model`` writes a ``.keras`` file atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NincompileError
+from .ir import Graph, lower
+from .spec import SpecSource, load_spec
+
+CATEGORIES = (("params", "total"), ("trainable", "trainable"), ("non_trainable", "non_trainable"))
+
+
+@dataclass
+class Compiled:
+    """A validated spec and its IR graph."""
+
+    source: SpecSource
+    graph: Graph
+
+    @property
+    def spec(self):
+        return self.source.spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def counts(self) -> dict[str, int]:
+        p = self.graph.params
+        return {"total": p.total, "trainable": p.trainable, "non_trainable": p.non_trainable}
+
+    def expect_mismatches(self, counts: dict[str, int] | None = None) -> list[tuple[str, int, int]]:
+        """``(category, expected, actual)`` for each ``expect:`` figure that differs."""
+        counts = counts or self.counts()
+        expect = self.spec.expect
+        if expect is None:
+            return []
+        out = []
+        for field, key in CATEGORIES:
+            want = getattr(expect, field)
+            if want is not None and want != counts[key]:
+                out.append((field, want, counts[key]))
+        return out
+
+    def summary(self) -> dict:
+        """Machine-readable summary (the ``--json`` output)."""
+        return {
+            "name": self.name,
+            "spec": self.source.file,
+            "sha256": self.source.sha256,
+            "input_shape": list(self.spec.input),
+            "params": self.counts(),
+            "macs": self.graph.macs,
+            "expect": self.spec.expect.model_dump(exclude_none=True) if self.spec.expect else None,
+            "expect_ok": not self.expect_mismatches(),
+            "layers": [
+                {
+                    "name": layer.name,
+                    "kind": layer.kind,
+                    "output_shape": list(layer.output_shape),
+                    "params": layer.params.total,
+                    "trainable": layer.params.trainable,
+                    "non_trainable": layer.params.non_trainable,
+                    "macs": layer.macs,
+                }
+                for layer in self.graph.layers()
+            ],
+        }
+
+
+def compile_source(source: SpecSource) -> Compiled:
+    return Compiled(source, lower(source))
+
+
+def compile_spec(path: str | os.PathLike) -> Compiled:
+    """Validate and lower a spec file (no TensorFlow, no Keras)."""
+    return compile_source(load_spec(path))
+
+
+class KerasMismatch(NincompileError):
+    """The Keras model disagrees with the IR: a bug in nincompile, never the user's."""
+
+
+def build(compiled: Compiled):
+    """The Keras model of a compiled spec, its counts checked against the IR."""
+    from .keras_builder import build_model, count_params
+
+    model = build_model(compiled.graph)
+    actual = count_params(model)
+    if actual != compiled.counts():
+        raise KerasMismatch(
+            f"{compiled.name}: Keras built {actual} but the IR counted {compiled.counts()}; "
+            "please report this bug"
+        )
+    return model
+
+
+def build_spec(path: str | os.PathLike):
+    """``(compiled, keras_model)`` for a spec file."""
+    compiled = compile_spec(path)
+    return compiled, build(compiled)
+
+
+def atomic_write(target: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``target``; no partial file is left."""
+    target = Path(target)
+    parent = target.parent
+    if not parent.is_dir():
+        raise NincompileError(f"cannot write '{target}': folder '{parent}' does not exist")
+    if target.is_symlink():
+        raise NincompileError(f"refusing to write '{target}': it is a symbolic link")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model, out_dir: str | os.PathLike, name: str) -> Path:
+    """Write ``out_dir/<name>.keras`` atomically; returns the path."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NincompileError(f"output '{out}' exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{name}.keras"
+    atomic_write(target, lambda tmp: model.save(tmp))
+    return target

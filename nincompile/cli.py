@@ -1,0 +1,217 @@
+"""``nincompile`` command line: a thin shell over :mod:`nincompile.api`.
+
+Every user error is printed as a message and exits 1; nothing prints a traceback.
+TensorFlow/Keras are imported only by the commands that need them (``build``,
+``emit --check`` does not, ``check`` and ``schema`` never do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import wraps
+
+import click
+
+from . import __version__
+from .errors import NincompileError
+
+
+def _fail(message: str) -> None:
+    click.secho(message, fg="red", err=True)
+
+
+def user_errors(fn):
+    """Turn NincompileError into a clean message and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NincompileError as err:
+            _fail(str(err))
+            sys.exit(1)
+
+    return wrapper
+
+
+def _fmt_int(value: int) -> str:
+    return f"{value:,}"
+
+
+def _fmt_macs(value: int) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= div:
+            return f"{value / div:.2f}{unit}"
+    return str(value)
+
+
+def _print_table(compiled) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{compiled.name}  ({compiled.source.file})", title_justify="left")
+    for col, justify in (
+        ("layer", "left"),
+        ("kind", "left"),
+        ("output shape", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+    ):
+        table.add_column(col, justify=justify)
+    for layer in compiled.graph.layers():
+        shape = "(None, " + ", ".join(str(d) for d in layer.output_shape) + ")"
+        table.add_row(
+            layer.name, layer.kind, shape, _fmt_int(layer.params.total), _fmt_macs(layer.macs)
+        )
+    Console(width=max(100, os.get_terminal_size(0).columns if sys.stdout.isatty() else 100)).print(
+        table
+    )
+
+
+def _totals_line(compiled, counts) -> str:
+    return (
+        f"{compiled.name}: total {_fmt_int(counts['total'])}, trainable "
+        f"{_fmt_int(counts['trainable'])}, non-trainable {_fmt_int(counts['non_trainable'])}, "
+        f"MACs {_fmt_macs(compiled.graph.macs)}"
+    )
+
+
+def _report_expect(compiled, counts) -> bool:
+    """Print the comparison with ``expect:``; True when all given figures match."""
+    if compiled.spec.expect is None:
+        click.echo(f"{compiled.name}: no 'expect:' figures to check")
+        return True
+    mismatches = compiled.expect_mismatches(counts)
+    if not mismatches:
+        click.secho(f"{compiled.name}: parameter counts match 'expect:'", fg="green")
+        return True
+    _fail(f"{compiled.name}: parameter counts differ from 'expect:' ({compiled.source.file})")
+    for field, want, got in mismatches:
+        _fail(f"  {field}: expected {_fmt_int(want)}, actual {_fmt_int(got)} ({got - want:+,})")
+    return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nincompile")
+def main() -> None:
+    """Compile CBAPD model specs (YAML) into checked Keras models, Python source and ONNX."""
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "-o", "--out", default="build", show_default=True, type=click.Path(file_okay=False),
+    help="Folder for <name>.keras files.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
+@click.option("--no-save", is_flag=True, help="Compile and check only; write no .keras file.")
+@user_errors
+def build(specs, out, as_json, no_save) -> None:
+    """Validate, compile and check SPECS; write OUT/<name>.keras for each.
+
+    Prints each model's layers (name, kind, output shape, params, MACs) and totals,
+    and compares them with the spec's 'expect:'.  Exits 1 if any spec fails to
+    compile or any count differs from 'expect:'.
+    """
+    from . import api
+
+    ok = True
+    summaries = []
+    for path in specs:
+        try:
+            compiled = api.compile_spec(path)
+            model = api.build(compiled)
+        except NincompileError as err:
+            _fail(str(err))
+            ok = False
+            continue
+        from .keras_builder import count_params
+
+        counts = count_params(model)
+        if as_json:
+            summaries.append(compiled.summary())
+            ok &= compiled.expect_mismatches(counts) == []
+            if compiled.expect_mismatches(counts):
+                _report_expect(compiled, counts)
+        else:
+            _print_table(compiled)
+            click.echo(_totals_line(compiled, counts))
+            ok &= _report_expect(compiled, counts)
+        if not no_save:
+            target = api.save_model(model, out, compiled.name)
+            if not as_json:
+                click.echo(f"{compiled.name}: wrote {target}")
+    if as_json:
+        click.echo(
+            json.dumps(summaries[0] if len(specs) == 1 and summaries else summaries, indent=2)
+        )
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary per spec.")
+@user_errors
+def check(specs, as_json) -> None:
+    """Validate SPECS and count parameters analytically, without TensorFlow.
+
+    Fast enough to run on every save.  Exits 1 if any spec is invalid or its
+    counts differ from 'expect:'.
+    """
+    from . import api
+
+    ok = True
+    summaries = []
+    for path in specs:
+        try:
+            compiled = api.compile_spec(path)
+        except NincompileError as err:
+            _fail(str(err))
+            ok = False
+            continue
+        counts = compiled.counts()
+        if as_json:
+            summaries.append(compiled.summary())
+            ok &= not compiled.expect_mismatches()
+            continue
+        click.echo(_totals_line(compiled, counts))
+        ok &= _report_expect(compiled, counts)
+    if as_json:
+        click.echo(
+            json.dumps(summaries[0] if len(specs) == 1 and summaries else summaries, indent=2)
+        )
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write to a file.")
+@user_errors
+def schema(out) -> None:
+    """Print the JSON Schema of the spec format (for yaml-language-server)."""
+    from .spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out:
+        from pathlib import Path
+
+        from .api import atomic_write
+
+        atomic_write(Path(out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    else:
+        click.echo(text, nl=False)
+
+
+def _register_subcommands() -> None:
+    from .codegen.command import emit
+    from .export.command import export
+
+    main.add_command(emit)
+    main.add_command(export)
+
+
+_register_subcommands()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,87 @@
+"""Every error nincompile reports to a user.
+
+A :class:`SpecProblem` is one problem at one place in one spec file: the file, the
+1-based line and column, the path inside the document (``stages[2].pool.strides``)
+and a message that says what was expected and what was received.  A
+:class:`SpecError` carries all problems found in one pass, so a user fixes them in
+one go instead of one per run.
+
+:class:`NincompileError` is the base of every error the CLI turns into a clean
+message and a non-zero exit (never a traceback).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+Path = tuple[str | int, ...]
+
+
+class NincompileError(Exception):
+    """Base class for user-facing errors: the CLI prints ``str(err)`` and exits 1."""
+
+
+def format_path(path: Path) -> str:
+    """``("stages", 2, "pool", "strides")`` -> ``stages[2].pool.strides``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "<document>"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A `` (did you mean 'x'?)`` suffix for the closest choice, or ``""``."""
+    match = difflib.get_close_matches(str(word), sorted(set(choices)), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    message: str
+    path: Path = ()
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file or "<spec>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        loc = format_path(self.path)
+        return f"{where}: {loc}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SpecError(NincompileError):
+    """One or more problems in a spec, all reported together."""
+
+    def __init__(self, problems: Sequence[SpecProblem]):
+        self.problems = list(problems)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        n = len(self.problems)
+        head = f"{n} problem{'s' if n != 1 else ''} in spec:"
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+    def __str__(self) -> str:  # keep the message in sync if problems were appended
+        return self._render()
+
+
+class ShapeError(NincompileError):
+    """Raised by IR shape inference; the lowering pass re-raises it as a SpecError
+    pointing at the stage that caused it."""
+
+
+class CountMismatch(NincompileError):
+    """The compiled parameter counts differ from the spec's ``expect:``."""
+
+
+class ExportError(NincompileError):
+    """ONNX export or its verification failed; nothing was written."""

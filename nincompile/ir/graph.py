@@ -1,0 +1,63 @@
+"""The IR graph: nodes in topological order with inferred shapes and counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .nodes import Node, Params, Shape
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    kind: str
+    output_shape: Shape
+    params: Params
+    macs: int
+
+
+@dataclass
+class Graph:
+    name: str
+    nodes: list[Node] = field(default_factory=list)
+    shapes: dict[str, Shape] = field(default_factory=dict)
+    _params: dict[str, Params] = field(default_factory=dict)
+    _macs: dict[str, int] = field(default_factory=dict)
+
+    def add(self, node: Node) -> Shape:
+        """Append ``node``; infer its shape, params and MACs (may raise ShapeError)."""
+        in_shapes = [self.shapes[i] for i in node.inputs]
+        out = node.infer(in_shapes)
+        self.nodes.append(node)
+        self.shapes[node.name] = out
+        self._params[node.name] = node.params(in_shapes)
+        self._macs[node.name] = node.macs(in_shapes, out)
+        return out
+
+    @property
+    def input(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    def layers(self) -> list[LayerInfo]:
+        return [
+            LayerInfo(n.name, n.kind, self.shapes[n.name], self._params[n.name], self._macs[n.name])
+            for n in self.nodes
+        ]
+
+    @property
+    def params(self) -> Params:
+        total = Params()
+        for p in self._params.values():
+            total = total + p
+        return total
+
+    @property
+    def macs(self) -> int:
+        return sum(self._macs.values())
+
+    def kinds(self) -> set[str]:
+        return {n.kind for n in self.nodes}

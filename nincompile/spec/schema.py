@@ -1,0 +1,671 @@
+"""The spec language as Pydantic v2 models.
+
+A spec is a YAML mapping::
+
+    name: nin_badm
+    input: [32, 32, 3]                 # height, width, channels
+    defaults: {padding: same, activation: relu, batch_norm: true, order: bamd}
+    blocks: {...}                      # reusable, parameterised groups of stages
+    stages: [...]                      # the feature extractor
+    head: [...]                        # the classifier (same item grammar as stages)
+    expect: {params: 972658, trainable: 969822, non_trainable: 2836}
+    train: {...}                       # optimiser, loss, schedule (consumed by `train`)
+    data: {...}                        # dataset, classes, normalisation
+
+Every item of ``stages``/``head``/block bodies is one of:
+
+* a **CBAPD stage** ``{conv: [filters, kernel], ...}``: Conv, then BatchNorm,
+  Activation, Pooling and Dropout in the stage's ``order`` (letters ``b a p d``;
+  ``m`` is accepted for max pooling, as in ``bamd``);
+* a **dense stage** ``{dense: units, ...}``: Dense, then ``b a d`` in order;
+* a single layer: ``{pool: {max: 3, strides: 2}}``, ``{dropout: 0.5}``,
+  ``{activation: softmax}`` or a bare word: ``flatten``, ``gap``, ``gmp``, ``bn`` or an
+  activation name such as ``softmax``;
+* a **block** call ``{block: inception, with: {ch: 16}, repeat: 2}``;
+* a **repeat** ``{repeat: 4, with: {ch: {each: [64, 128, 256, 512]}}, stages: [...]}``.
+
+Inside blocks and repeats a value may be a variable, written ``$name``.  Values
+given per repeat are written ``{each: [...]}``, ``{first: a, rest: b}`` or
+``{start: a, mul: m}`` (``add:`` for arithmetic steps).  Any item may carry
+``when: $flag`` to be included only when the flag is true.
+
+Nothing in this module imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ..errors import did_you_mean
+
+# --------------------------------------------------------------------------- names
+
+IDENT_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+_IDENT_RE = re.compile(IDENT_PATTERN)
+VAR_PATTERN = r"^\$[A-Za-z_][A-Za-z0-9_]*$"
+_VAR_RE = re.compile(VAR_PATTERN)
+
+
+def is_identifier(value: object) -> bool:
+    """True for names safe as Python identifiers and Keras layer names."""
+    return (
+        isinstance(value, str)
+        and _IDENT_RE.match(value) is not None
+        and not keyword.iskeyword(value)
+        and not keyword.issoftkeyword(value)
+    )
+
+
+def _check_identifier(value: Any) -> str:
+    if not is_identifier(value):
+        raise PydanticCustomError(
+            "identifier",
+            "expected a name of letters, digits and '_' that does not start with a digit, "
+            "is not a Python keyword and has at most 64 characters; received {received}",
+            {"received": repr(value)},
+        )
+    return value
+
+
+Identifier = Annotated[
+    str,
+    PlainValidator(_check_identifier),
+    WithJsonSchema({"type": "string", "pattern": IDENT_PATTERN}),
+]
+
+
+@dataclass(frozen=True)
+class Var:
+    """A reference to a block parameter or repeat variable, written ``$name``."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"${self.name}"
+
+
+def _maybe_var(inner: Any, expected: str):
+    """A type that accepts ``inner`` or a ``$variable`` with a one-line error."""
+    adapter = TypeAdapter(inner)
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, Var):
+            return value
+        if isinstance(value, str) and value.startswith("$"):
+            if not _VAR_RE.match(value):
+                raise PydanticCustomError(
+                    "variable",
+                    "expected a variable like '$ch'; received {received}",
+                    {"received": repr(value)},
+                )
+            return Var(value[1:])
+        if isinstance(value, list):
+            value = tuple(value)  # YAML lists are [height, width] pairs here
+        try:
+            return adapter.validate_python(value, strict=True)
+        except ValidationError:
+            raise PydanticCustomError(
+                "value",
+                "expected {expected}; received {received}",
+                {"expected": expected, "received": repr(value)},
+            ) from None
+
+    schema = adapter.json_schema()
+    return Annotated[
+        Any,
+        PlainValidator(validate),
+        WithJsonSchema({"anyOf": [schema, {"type": "string", "pattern": VAR_PATTERN}]}),
+    ]
+
+
+def _closed_choice(choices: tuple[str, ...], what: str):
+    """A string from a fixed set (or a variable), with a 'did you mean' on typos."""
+
+    def validate(value: Any) -> Any:
+        if isinstance(value, Var):
+            return value
+        if isinstance(value, str) and value.startswith("$") and _VAR_RE.match(value):
+            return Var(value[1:])
+        if value in choices:
+            return value
+        raise PydanticCustomError(
+            "choice",
+            "expected {what}: one of {choices}; received {received}{hint}",
+            {
+                "what": what,
+                "choices": ", ".join(choices),
+                "received": repr(value),
+                "hint": did_you_mean(str(value), choices),
+            },
+        )
+
+    return Annotated[
+        Any,
+        PlainValidator(validate),
+        WithJsonSchema(
+            {"anyOf": [{"enum": list(choices)}, {"type": "string", "pattern": VAR_PATTERN}]}
+        ),
+    ]
+
+
+# ------------------------------------------------------------------- value types
+
+Int1 = Annotated[int, Field(ge=1)]
+PosInt = _maybe_var(Int1, "a positive integer")
+Size = _maybe_var(Int1 | tuple[Int1, Int1], "a positive integer or [height, width]")
+Rate = _maybe_var(Annotated[float, Field(ge=0.0, lt=1.0)], "a rate in [0, 1)")
+NonNegFloat = _maybe_var(Annotated[float, Field(ge=0.0)], "a number >= 0")
+Flag = _maybe_var(bool, "true or false")
+
+ACTIVATIONS = (
+    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish",
+    "sigmoid", "hard_sigmoid", "tanh", "softmax", "log_softmax", "softplus", "softsign",
+    "exponential", "linear",
+)  # fmt: skip
+INITIALIZERS = (
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+    "lecun_normal", "random_uniform", "random_normal", "truncated_normal", "orthogonal",
+    "zeros", "ones",
+)  # fmt: skip
+PADDINGS = ("same", "valid")
+
+Padding = _closed_choice(PADDINGS, "a padding")
+Initializer = _closed_choice(INITIALIZERS, "a Keras initializer name")
+_ActivationName = _closed_choice(ACTIVATIONS, "an activation")
+Activation = _ActivationName | None
+
+ORDER_LETTERS = {
+    "b": "batch norm",
+    "a": "activation",
+    "p": "pooling",
+    "m": "pooling",
+    "d": "dropout",
+}
+
+
+def check_order(order: str, allowed: str = "bapd") -> str:
+    """Validate a CBAPD order string; ``m`` is a synonym of ``p``. Returns it normalised."""
+    if not isinstance(order, str) or not order:
+        raise PydanticCustomError(
+            "order",
+            "expected an order string of the letters b, a, p (or m), d; received {received}",
+            {"received": repr(order)},
+        )
+    norm = order.lower().replace("m", "p")
+    unknown = sorted({c for c in norm if c not in "bapd"})
+    if unknown:
+        raise PydanticCustomError(
+            "order",
+            "unknown letter(s) {letters} in order {received}: expected b (batch norm), "
+            "a (activation), p or m (pooling), d (dropout)",
+            {"letters": ", ".join(repr(c) for c in unknown), "received": repr(order)},
+        )
+    repeated = sorted({c for c in norm if norm.count(c) > 1})
+    if repeated:
+        raise PydanticCustomError(
+            "order",
+            "repeated letter(s) {letters} in order {received}: each of b, a, p/m, d "
+            "may appear once",
+            {"letters": ", ".join(repr(c) for c in repeated), "received": repr(order)},
+        )
+    bad = [c for c in norm if c not in allowed]
+    if bad:
+        raise PydanticCustomError(
+            "order",
+            "letter(s) {letters} are not allowed here: expected letters from {allowed}",
+            {"letters": ", ".join(repr(c) for c in bad), "allowed": repr(allowed)},
+        )
+    return norm
+
+
+Order = Annotated[
+    str,
+    PlainValidator(check_order),
+    WithJsonSchema({"type": "string", "pattern": "^[bapdmBAPDM]{1,4}$"}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+# ------------------------------------------------------------------------ stages
+
+
+class ConvArgs(_Model):
+    filters: PosInt
+    kernel: Size
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if len(value) != 2:
+                raise PydanticCustomError(
+                    "conv",
+                    "expected [filters, kernel], e.g. [64, 3]; received a list of {n} items",
+                    {"n": len(value)},
+                )
+            return {"filters": value[0], "kernel": value[1]}
+        return value
+
+
+class PoolArgs(_Model):
+    """``{max: 3, strides: 2, padding: same}`` or ``{avg: 2}``. Strides default to the
+    pool size and padding to ``valid``, as in Keras."""
+
+    max: Size | None = None
+    avg: Size | None = None
+    strides: Size | None = None
+    padding: Padding | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PoolArgs:
+        if (self.max is None) == (self.avg is None):
+            raise PydanticCustomError(
+                "pool",
+                "expected exactly one of 'max: SIZE' or 'avg: SIZE'; received {received}",
+                {"received": "both" if self.max is not None else "neither"},
+            )
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.max is not None else "avg"
+
+    @property
+    def size(self) -> Any:
+        return self.max if self.max is not None else self.avg
+
+
+class _Item(_Model):
+    name: Identifier | None = Field(
+        None, description="Prefix of the stage's layer names (default: its position)."
+    )
+    when: Flag | None = Field(None, description="Include this item only when true.")
+
+
+class ConvStage(_Item):
+    """C then B, A, P, D in ``order``. Unset fields take the spec's ``defaults``."""
+
+    conv: ConvArgs
+    strides: Size | None = None
+    padding: Padding | None = None
+    bias: Flag | None = None
+    initializer: Initializer | None = None
+    weight_decay: NonNegFloat | None = None
+    batch_norm: Flag | None = None
+    activation: Activation = None
+    pool: PoolArgs | None = None
+    dropout: Rate | None = None
+    order: Order | None = None
+
+
+class DenseStage(_Item):
+    """Dense then B, A, D in ``order`` (default ``bad``). Defaults do not apply."""
+
+    dense: PosInt
+    bias: Flag = True
+    initializer: Initializer = "glorot_uniform"
+    weight_decay: NonNegFloat = 0.0
+    batch_norm: Flag = False
+    activation: Activation = None
+    dropout: Rate | None = None
+    order: Order = "bad"
+
+    @field_validator("order")
+    @classmethod
+    def _no_pool(cls, order: str) -> str:
+        return check_order(order, allowed="bad")
+
+
+class PoolStage(_Item):
+    pool: PoolArgs
+
+
+class DropoutStage(_Item):
+    dropout: Rate
+
+
+class ActivationStage(_Item):
+    activation: _ActivationName
+
+
+BARE_LAYERS = {
+    "flatten": "Flatten",
+    "gap": "global average pooling",
+    "gmp": "global max pooling",
+    "bn": "batch normalisation",
+}
+
+
+class LayerStage(_Item):
+    """A parameterless layer, usually written as a bare word: ``flatten``."""
+
+    layer: Literal["flatten", "gap", "gmp", "bn"]
+
+
+class BlockCall(_Item):
+    block: Identifier
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    repeat: PosInt = 1
+
+
+class RepeatStage(_Item):
+    repeat: PosInt
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    stages: list[Stage] = Field(min_length=1)
+
+
+ITEM_KINDS: dict[str, type[_Item]] = {
+    "block": BlockCall,
+    "repeat": RepeatStage,
+    "conv": ConvStage,
+    "dense": DenseStage,
+    "pool": PoolStage,
+    "dropout": DropoutStage,
+    "activation": ActivationStage,
+    "layer": LayerStage,
+}
+_KIND_OF_CLASS = {cls: kind for kind, cls in ITEM_KINDS.items()}
+
+
+def _bare_to_item(value: str) -> dict:
+    if value in BARE_LAYERS:
+        return {"layer": value}
+    if value in ACTIVATIONS:
+        return {"activation": value}
+    raise PydanticCustomError(
+        "stage",
+        "unknown layer {received}: expected one of {bare} or an activation name{hint}",
+        {
+            "received": repr(value),
+            "bare": ", ".join(BARE_LAYERS),
+            "hint": did_you_mean(value, (*BARE_LAYERS, *ACTIVATIONS)),
+        },
+    )
+
+
+def _stage_kind(value: Any) -> str | None:
+    if isinstance(value, _Item):
+        return _KIND_OF_CLASS[type(value)]
+    if isinstance(value, dict):
+        if "block" in value:
+            return "block"
+        if "stages" in value or "repeat" in value:
+            return "repeat"
+        for kind in ("conv", "dense", "pool", "dropout", "activation", "layer"):
+            if kind in value:
+                return kind
+        return "unknown"
+    if isinstance(value, str):
+        return "bare"
+    return "unknown"
+
+
+def _unknown_stage(value: Any) -> Any:
+    keys = ("conv", "dense", "pool", "dropout", "activation", "block", "repeat")
+    if isinstance(value, dict):
+        given = ", ".join(repr(k) for k in value) or "no keys"
+        hints = "".join(did_you_mean(str(k), keys) for k in value)
+        raise PydanticCustomError(
+            "stage",
+            "expected a stage with one of the keys {keys}; received {given}{hint}",
+            {"keys": ", ".join(keys), "given": given, "hint": hints},
+        )
+    raise PydanticCustomError(
+        "stage",
+        "expected a stage mapping such as {{conv: [64, 3]}} or a word such as 'flatten'; "
+        "received {received}",
+        {"received": repr(value)},
+    )
+
+
+def _validate_bare(value: Any) -> Any:
+    item = _bare_to_item(value)
+    return (LayerStage if "layer" in item else ActivationStage).model_validate(item)
+
+
+Stage = Annotated[
+    Annotated[BlockCall, Tag("block")]
+    | Annotated[RepeatStage, Tag("repeat")]
+    | Annotated[ConvStage, Tag("conv")]
+    | Annotated[DenseStage, Tag("dense")]
+    | Annotated[PoolStage, Tag("pool")]
+    | Annotated[DropoutStage, Tag("dropout")]
+    | Annotated[ActivationStage, Tag("activation")]
+    | Annotated[LayerStage, Tag("layer")]
+    | Annotated[
+        Any,
+        PlainValidator(_validate_bare),
+        WithJsonSchema({"enum": [*BARE_LAYERS, *ACTIVATIONS]}),
+        Tag("bare"),
+    ]
+    | Annotated[Any, PlainValidator(_unknown_stage), WithJsonSchema({}), Tag("unknown")],
+    Discriminator(_stage_kind),
+]
+
+#: Tags pydantic inserts into error locations; the error formatter drops them.
+STAGE_TAGS = frozenset({*ITEM_KINDS, "bare", "unknown"})
+
+RepeatStage.model_rebuild()
+
+
+# ------------------------------------------------------------------------ blocks
+
+PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+class BlockDef(_Model):
+    """A reusable group of stages: a plain sequence (``stages``) or parallel
+    ``branches`` joined by ``merge`` (``concat`` or ``add``), then ``then`` stages.
+
+    ``params`` maps each parameter to a default value, or to a type name (``int``,
+    ``float``, ``bool``, ``str``) when the caller must give it.  An empty branch is
+    the identity (a residual shortcut)."""
+
+    description: str | None = None
+    params: dict[Identifier, Any] = Field(default_factory=dict)
+    stages: list[Stage] | None = None
+    branches: list[list[Stage]] | None = Field(None, min_length=2)
+    merge: Literal["concat", "add"] | None = None
+    then: list[Stage] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shape(self) -> BlockDef:
+        if (self.stages is None) == (self.branches is None):
+            raise PydanticCustomError(
+                "block",
+                "expected exactly one of 'stages' (a sequence) or 'branches' (parallel paths)",
+            )
+        if self.branches is not None and self.merge is None:
+            raise PydanticCustomError(
+                "block", "a block with branches needs 'merge: concat' or 'merge: add'"
+            )
+        if self.branches is None and self.merge is not None:
+            raise PydanticCustomError("block", "'merge' is only meaningful with 'branches'")
+        return self
+
+    def required_params(self) -> dict[str, type]:
+        return {
+            k: PARAM_TYPES[v]
+            for k, v in self.params.items()
+            if isinstance(v, str) and v in PARAM_TYPES
+        }
+
+    def default_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.params.items() if k not in self.required_params()}
+
+
+# ------------------------------------------------------------------ spec sections
+
+
+class Defaults(_Model):
+    """Defaults for every conv stage (Keras's own defaults where unset)."""
+
+    strides: Size = 1
+    padding: Padding = "valid"
+    bias: Flag = True
+    initializer: Initializer = "glorot_uniform"
+    weight_decay: NonNegFloat = 0.0
+    batch_norm: Flag = False
+    activation: Activation = None
+    order: Order = "bapd"
+
+
+class Expect(_Model):
+    """Published parameter counts the compiled model must equal exactly."""
+
+    params: Annotated[int, Field(ge=0, strict=True)] | None = None
+    trainable: Annotated[int, Field(ge=0, strict=True)] | None = None
+    non_trainable: Annotated[int, Field(ge=0, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Expect:
+        if self.params is None and self.trainable is None and self.non_trainable is None:
+            raise PydanticCustomError(
+                "expect", "expected at least one of params, trainable, non_trainable"
+            )
+        return self
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
+LOSSES = (
+    "sparse_categorical_crossentropy",
+    "categorical_crossentropy",
+    "binary_crossentropy",
+    "mean_squared_error",
+)
+
+
+class Train(_Model):
+    """How ``nincompile train`` fits the model (also used by generated code)."""
+
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "nadam"] = "adam"
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    nesterov: bool | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="Decoupled weight decay of the optimiser (adamw, sgd)."
+    )
+    loss: Literal[
+        "sparse_categorical_crossentropy",
+        "categorical_crossentropy",
+        "binary_crossentropy",
+        "mean_squared_error",
+    ] = "sparse_categorical_crossentropy"
+    from_logits: bool = False
+    metrics: list[Literal["accuracy", "top_5_accuracy"]] = Field(
+        default_factory=lambda: ["accuracy"]
+    )
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    epochs: Annotated[int, Field(ge=1)] = 10
+    lr_schedule: dict[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]] | None = Field(
+        None, description="Step schedule: {first_epoch: learning_rate, ...} (0-based epochs)."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sgd_only(self) -> Train:
+        if self.optimizer != "sgd" and (self.momentum is not None or self.nesterov is not None):
+            raise PydanticCustomError(
+                "train", "'momentum' and 'nesterov' apply to optimizer sgd only"
+            )
+        return self
+
+
+class Augment(_Model):
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = None
+    shift: Annotated[float, Field(ge=0, lt=1)] | None = Field(
+        None, description="Random translation as a fraction of height and width."
+    )
+
+
+class Data(_Model):
+    """Where the data comes from and how pixels are normalised: ``(x - mean) / std``."""
+
+    dataset: str | None = Field(
+        None, description="'cifar10', 'fashion_mnist' or a folder of class sub-folders."
+    )
+    classes: list[str] | None = None
+    mean: list[float] | None = None
+    std: list[Annotated[float, Field(gt=0)]] | None = None
+    validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    augment: Augment | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Data:
+        if (self.mean is None) != (self.std is None):
+            raise PydanticCustomError("data", "give both 'mean' and 'std', or neither")
+        if self.mean is not None and len(self.mean) != len(self.std):
+            raise PydanticCustomError(
+                "data",
+                "'mean' and 'std' need one value per channel; received {m} and {s} values",
+                {"m": len(self.mean), "s": len(self.std)},
+            )
+        return self
+
+
+class Spec(_Model):
+    """A nincompile model spec (see the README's tour of the format)."""
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, title="nincompile spec"
+    )
+
+    name: Identifier
+    description: str | None = None
+    input: tuple[Int1, Int1, Int1] = Field(description="[height, width, channels]")
+    defaults: Defaults = Field(default_factory=Defaults)
+    blocks: dict[Identifier, BlockDef] = Field(default_factory=dict)
+    stages: list[Stage] = Field(min_length=1)
+    head: list[Stage] = Field(default_factory=list)
+    expect: Expect | None = None
+    train: Train | None = None
+    data: Data | None = None
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input_list(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple) or len(value) != 3:
+            raise PydanticCustomError(
+                "input",
+                "expected [height, width, channels], e.g. [32, 32, 3]; received {received}",
+                {"received": repr(value)},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _classes_match(self) -> Spec:
+        if self.data and self.data.mean is not None and len(self.data.mean) != self.input[2]:
+            raise PydanticCustomError(
+                "data",
+                "data.mean has {m} values but the input has {c} channels",
+                {"m": len(self.data.mean), "c": self.input[2]},
+            )
+        return self
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a spec, for editors (yaml-language-server) and docs."""
+    schema = Spec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
