@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import keyword
 import re
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -92,11 +92,24 @@ Identifier = Annotated[
 ]
 
 
-@dataclass(frozen=True)
 class Var:
-    """A reference to a block parameter or repeat variable, written ``$name``."""
+    """A reference to a block parameter or repeat variable, written ``$name``.
 
-    name: str
+    A plain class (not a dataclass) so ``model_dump`` passes it through unchanged."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Var) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(("Var", self.name))
+
+    def __repr__(self) -> str:
+        return f"Var({self.name!r})"
 
     def __str__(self) -> str:
         return f"${self.name}"
@@ -363,15 +376,42 @@ class LayerStage(_Item):
     layer: Literal["flatten", "gap", "gmp", "bn"]
 
 
+def _vars_in(value: Any) -> Any:
+    """Turn ``"$name"`` strings inside free-form ``with`` values into :class:`Var`."""
+    if isinstance(value, str) and value.startswith("$"):
+        if not _VAR_RE.match(value):
+            raise PydanticCustomError(
+                "variable",
+                "expected a variable like '$ch'; received {received}",
+                {"received": repr(value)},
+            )
+        return Var(value[1:])
+    if isinstance(value, dict):
+        return {k: _vars_in(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_vars_in(v) for v in value]
+    return value
+
+
+With = Annotated[
+    dict[Identifier, Any],
+    AfterValidator(_vars_in),
+    Field(
+        description="Arguments (block) or variables (repeat). A per-repeat value is "
+        "{each: [...]}, {first: a, rest: b}, {start: a, mul: m} or {start: a, add: d}."
+    ),
+]
+
+
 class BlockCall(_Item):
     block: Identifier
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    with_: With = Field(default_factory=dict, alias="with")
     repeat: PosInt = 1
 
 
 class RepeatStage(_Item):
     repeat: PosInt
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    with_: With = Field(default_factory=dict, alias="with")
     stages: list[Stage] = Field(min_length=1)
 
 
