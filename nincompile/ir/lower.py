@@ -52,10 +52,14 @@ class Lowerer:
         self.problems: list[SpecProblem] = []
 
     # ----------------------------------------------------------------- errors
-    def fail(self, message: str, path: Path, frame: _Frame | None = None) -> SpecError:
+    def fail(
+        self, message: str, path: Path, frame: _Frame | None = None, shape: bool = False
+    ) -> SpecError:
         if frame and frame.callers:
             message += " (" + "; ".join(f"called from {c}" for c in reversed(frame.callers)) + ")"
-        return SpecError([self.src.problem(message, path)])
+        err = SpecError([self.src.problem(message, path)])
+        err.is_shape_error = shape
+        return err
 
     # -------------------------------------------------------------- variables
     def resolve(self, value: Any, frame: _Frame, path: Path) -> Any:
@@ -102,7 +106,7 @@ class Lowerer:
         try:
             self.graph.add(node)
         except ShapeError as err:
-            raise self.fail(str(err), node.source, frame) from None
+            raise self.fail(str(err), node.source, frame, shape=True) from None
         return node.name
 
     # ------------------------------------------------------------------ items
@@ -352,10 +356,19 @@ class Lowerer:
         spec = self.spec
         frame = _Frame({}, (), ())
         x = self.emit(n.Input(name="input", source=("input",), shape=spec.input), frame)
-        for k, item in enumerate(spec.stages):
-            x = self.item(item, x, item.name or f"stage{k + 1}", frame, ("stages", k))
-        for k, item in enumerate(spec.head):
-            x = self.item(item, x, item.name or f"head{k + 1}", frame, ("head", k))
+        top = [("stages", k, item, "stage") for k, item in enumerate(spec.stages)]
+        top += [("head", k, item, "head") for k, item in enumerate(spec.head)]
+        for section, k, item, word in top:
+            try:
+                x = self.item(item, x, item.name or f"{word}{k + 1}", frame, (section, k))
+            except SpecError as err:
+                # Reference errors do not disturb later shapes: keep going and report
+                # them all. After a shape error later shapes are guesses: stop.
+                self.problems.extend(err.problems)
+                if getattr(err, "is_shape_error", False):
+                    break
+        if self.problems:
+            raise SpecError(self.problems)
         return self.graph
 
 

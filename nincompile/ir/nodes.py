@@ -96,8 +96,8 @@ def window_out(size: int, k: int, s: int, padding: str, what: str, axis: str) ->
         return math.ceil(size / s)
     if k > size:
         raise ShapeError(
-            f"{what} window {k} is larger than the input {axis} {size} with padding 'valid': "
-            f"expected a window <= {size}, or padding 'same'"
+            f"{what} window {k} is larger than the input {axis} {size} with padding 'valid', "
+            f"so the output would have no pixels: expected a window <= {size}, or padding 'same'"
         )
     return (size - k) // s + 1
 

@@ -36,6 +36,10 @@ _Loader.add_implicit_resolver(
 )
 
 
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
@@ -52,6 +56,12 @@ class _Builder:
         self.problems.append(SpecProblem(msg, path, self.file, line, col))
 
     def build(self, node: yaml.Node, path: Path):
+        plain = {yaml.MappingNode: _MAP_TAG, yaml.SequenceNode: _SEQ_TAG}.get(type(node))
+        if plain and node.tag != plain:
+            self.problem(
+                f"unsupported YAML tag '{node.tag}': only plain data is allowed", path, node
+            )
+            return None
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves `<<` merge keys, safely
             out: dict = {}

@@ -1,0 +1,146 @@
+"""The CLI through click's CliRunner, results checked through the library."""
+
+import json
+import re
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT
+
+from nincompile import api
+from nincompile.cli import main
+
+NIN = str(ROOT / "specs" / "nin_badm.yaml")
+TINY = """\
+name: tiny
+input: [8, 8, 3]
+defaults: {padding: same, activation: relu, batch_norm: true}
+stages:
+  - {conv: [4, 3], pool: {max: 2}}
+head: [gap, {dense: 3, activation: softmax}]
+expect: {params: 143, trainable: 135, non_trainable: 8}
+"""
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_build_writes_keras_model_and_table(runner, spec_file, tmp_path):
+    path = spec_file(TINY)
+    result = runner.invoke(main, ["build", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "stage1_conv" in result.output and "head2_softmax" in result.output
+    assert "parameter counts match 'expect:'" in result.output
+    import keras
+
+    model = keras.saving.load_model(tmp_path / "out" / "tiny.keras")
+    assert model.count_params() == 143
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["tiny.keras"]  # no temp left
+
+
+def test_build_json_summary(runner, spec_file, tmp_path):
+    path = spec_file(TINY)
+    result = runner.invoke(main, ["build", str(path), "--json", "--no-save"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["name"] == "tiny"
+    assert summary["params"] == {"total": 143, "trainable": 135, "non_trainable": 8}
+    layer = summary["layers"][1]
+    assert {"name", "kind", "output_shape", "params"} <= set(layer)
+    assert summary == api.compile_spec(path).summary()
+
+
+def test_expect_mismatch_exits_1_and_reports_each_category(runner, spec_file):
+    path = spec_file(
+        TINY.replace("params: 143", "params: 142").replace("trainable: 135", "trainable: 134")
+    )
+    result = runner.invoke(main, ["check", str(path)])
+    assert result.exit_code == 1
+    assert "params: expected 142, actual 143 (+1)" in result.output
+    assert "trainable: expected 134, actual 135 (+1)" in result.output
+    result = runner.invoke(main, ["build", str(path), "--no-save"])
+    assert result.exit_code == 1
+
+
+def test_invalid_spec_exits_1_without_traceback(runner, spec_file, tmp_path):
+    path = spec_file("name: x\ninput: [8, 8, 3]\nstages: [{conv: [4, 9]}]\n")
+    for cmd in (["check", str(path)], ["build", str(path), "-o", str(tmp_path / "o")]):
+        result = runner.invoke(main, cmd)
+        assert result.exit_code == 1
+        assert "Traceback" not in result.output
+        assert "stages[0].conv: conv window 9 is larger than the input height 8" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_check_all_specs(runner):
+    specs = sorted(str(p) for p in (ROOT / "specs").glob("*.yaml"))
+    result = runner.invoke(main, ["check", *specs])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("parameter counts match 'expect:'") == len(specs)
+
+
+def test_check_json_lists_every_spec(runner):
+    specs = [NIN, str(ROOT / "specs" / "lenet5.yaml")]
+    result = runner.invoke(main, ["check", "--json", *specs])
+    data = json.loads(result.output)
+    assert [d["name"] for d in data] == ["nin_badm", "lenet5"]
+    assert data[0]["params"]["total"] == 972658
+
+
+def test_check_never_imports_tensorflow():
+    code = (
+        "import sys\n"
+        "from nincompile.cli import main\n"
+        "try:\n"
+        f"    main(['check', {NIN!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_schema_is_json_schema_and_matches_model(runner, tmp_path):
+    result = runner.invoke(main, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert schema["title"] == "nincompile spec"
+    assert {"name", "input", "stages", "head", "expect", "train", "data"} <= set(
+        schema["properties"]
+    )
+    out = tmp_path / "schema.json"
+    assert runner.invoke(main, ["schema", "-o", str(out)]).exit_code == 0
+    assert json.loads(out.read_text()) == schema
+    result = runner.invoke(main, ["schema", "-o", str(tmp_path / "missing" / "s.json")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_build_refuses_output_that_is_a_file(runner, spec_file, tmp_path):
+    path = spec_file(TINY)
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    result = runner.invoke(main, ["build", str(path), "-o", str(blocker)])
+    assert result.exit_code != 0
+    assert blocker.read_text() == "keep me"
+
+
+def test_readme_documents_every_command_and_option():
+    readme = (ROOT / "README.md").read_text()
+    for name, command in main.commands.items():
+        assert f"### `nincompile {name}" in readme, name
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert any(opt in readme for opt in param.opts), f"{name} {param.opts}"
+
+
+def test_readme_test_command_is_the_ci_command():
+    readme = (ROOT / "README.md").read_text()
+    marker = re.search(r"<!-- test-command: (.+) -->", readme).group(1)
+    assert f"&& {marker}\n```" in readme  # the visible set-up line ends with it
+    assert "test-command" in (ROOT / ".ci" / "run").read_text()

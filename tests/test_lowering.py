@@ -1,0 +1,188 @@
+"""Blocks, repeats, variables, defaults and the CBAPD order, on the IR alone."""
+
+import pytest
+
+from nincompile.errors import SpecError
+from nincompile.ir import lower
+from nincompile.spec import parse_spec
+
+
+def graph(text):
+    return lower(parse_spec(text, "t.yaml"))
+
+
+def kinds_and_names(g):
+    return [(n.kind, n.name) for n in g.nodes[1:]]
+
+
+@pytest.mark.parametrize(
+    "order, expected",
+    [
+        ("bamd", ["conv2d", "batch_norm", "activation", "pool2d", "dropout"]),
+        ("badm", ["conv2d", "batch_norm", "activation", "dropout", "pool2d"]),
+        ("dbam", ["conv2d", "dropout", "batch_norm", "activation", "pool2d"]),
+        ("bdam", ["conv2d", "batch_norm", "dropout", "activation", "pool2d"]),
+        ("pdab", ["conv2d", "pool2d", "dropout", "activation", "batch_norm"]),
+    ],
+)
+def test_order_is_one_word(order, expected):
+    g = graph(
+        f"""name: m
+input: [8, 8, 3]
+defaults: {{batch_norm: true, activation: relu, order: {order}}}
+stages:
+  - {{conv: [4, 3], pool: {{max: 2}}, dropout: 0.5}}
+"""
+    )
+    assert [n.kind for n in g.nodes[1:]] == expected
+
+
+def test_stage_overrides_defaults_and_null_removes_activation():
+    g = graph(
+        """name: m
+input: [8, 8, 3]
+defaults: {padding: same, activation: relu, batch_norm: true, weight_decay: 0.001}
+stages:
+  - {conv: [4, 3]}
+  - {conv: [4, 3], padding: valid, activation: null, batch_norm: false, weight_decay: 0}
+"""
+    )
+    assert kinds_and_names(g) == [
+        ("conv2d", "stage1_conv"),
+        ("batch_norm", "stage1_bn"),
+        ("activation", "stage1_relu"),
+        ("conv2d", "stage2_conv"),
+    ]
+    first, second = g.nodes[1], g.nodes[4]
+    assert (first.padding, first.weight_decay) == ("same", 0.001)
+    assert (second.padding, second.weight_decay) == ("valid", 0)
+    assert g.shapes["stage2_conv"] == (6, 6, 4)
+
+
+def test_repeat_progressions_and_names():
+    g = graph(
+        """name: m
+input: [32, 32, 3]
+defaults: {padding: same}
+stages:
+  - repeat: 3
+    with: {ch: {start: 8, mul: 2}, s: {first: 2, rest: 1}, k: {each: [3, 5, 1]}}
+    stages:
+      - {conv: [$ch, $k], strides: $s}
+"""
+    )
+    convs = [n for n in g.nodes if n.kind == "conv2d"]
+    assert [(c.name, c.filters, c.strides, c.kernel) for c in convs] == [
+        ("stage1_1_conv", 8, 2, 3),
+        ("stage1_2_conv", 16, 1, 5),
+        ("stage1_3_conv", 32, 1, 1),
+    ]
+
+
+def test_block_when_and_scope():
+    g = graph(
+        """name: m
+input: [16, 16, 4]
+defaults: {padding: same}
+blocks:
+  res:
+    params: {ch: int, strides: 1, project: false}
+    branches:
+      - [{conv: [$ch, 3], strides: $strides}]
+      - [{name: proj, conv: [$ch, 1], strides: $strides, when: $project}]
+    merge: add
+    then: [relu]
+stages:
+  - block: res
+    repeat: 2
+    with: {ch: 8, strides: {first: 2, rest: 1}, project: {first: true, rest: false}}
+"""
+    )
+    assert kinds_and_names(g) == [
+        ("conv2d", "stage1_1_b1_conv"),
+        ("conv2d", "stage1_1_b2_proj_conv"),
+        ("add", "stage1_1_add"),
+        ("activation", "stage1_1_relu"),
+        ("conv2d", "stage1_2_b1_conv"),
+        ("add", "stage1_2_add"),
+        ("activation", "stage1_2_relu"),
+    ]
+    assert g.nodes[-2].inputs == ("stage1_2_b1_conv", "stage1_1_relu")  # identity shortcut
+    scope = g.nodes[1].scope[0]
+    assert (scope.block, scope.prefix) == ("res", "stage1_1")
+    assert dict(scope.args) == {"ch": 8, "strides": 2, "project": True}
+
+
+def test_block_bodies_see_only_their_parameters():
+    with pytest.raises(SpecError, match="unknown variable '\\$ch'"):
+        graph(
+            """name: m
+input: [8, 8, 3]
+blocks:
+  b:
+    params: {k: 3}
+    stages: [{conv: [$ch, $k]}]
+stages:
+  - repeat: 1
+    with: {ch: 4}
+    stages: [{block: b}]
+"""
+        )
+
+
+def test_variables_outside_blocks_are_errors():
+    with pytest.raises(SpecError, match="unknown variable '\\$x'.*variables in scope: none"):
+        graph("name: m\ninput: [8, 8, 3]\nstages: [{conv: [$x, 3]}]\n")
+
+
+def test_duplicate_layer_names_are_errors():
+    with pytest.raises(SpecError, match="layer name 'a_conv' is used twice"):
+        graph(
+            "name: m\ninput: [8, 8, 3]\n"
+            "stages: [{name: a, conv: [4, 1]}, {name: a, conv: [4, 1]}]\n"
+        )
+
+
+def test_head_names_and_dense_order():
+    g = graph(
+        """name: m
+input: [4, 4, 2]
+stages: [flatten]
+head:
+  - {dense: 8, activation: relu, batch_norm: true, dropout: 0.1, order: dba}
+  - {dense: 2, activation: softmax}
+"""
+    )
+    assert kinds_and_names(g) == [
+        ("flatten", "stage1_flatten"),
+        ("dense", "head1_dense"),
+        ("dropout", "head1_dropout"),
+        ("batch_norm", "head1_bn"),
+        ("activation", "head1_relu"),
+        ("dense", "head2_dense"),
+        ("activation", "head2_softmax"),
+    ]
+
+
+def test_dense_order_rejects_pooling_letter():
+    with pytest.raises(SpecError, match="not allowed here"):
+        graph("name: m\ninput: [4, 4, 2]\nstages: [flatten, {dense: 3, order: bapd}]\n")
+
+
+def test_spec_imports_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nincompile.api as a, glob\n"
+        "[a.compile_spec(p) for p in glob.glob('specs/*.yaml')]\n"
+        "bad = [m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=_root())
+
+
+def _root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent

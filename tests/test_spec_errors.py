@@ -1,0 +1,110 @@
+"""Validation errors: located, complete, with expected/received and suggestions.
+
+Golden pairs live in tests/golden/invalid: ``X.yaml`` and ``X.expected`` (the exact
+message, with ``{file}`` standing for the spec's path)."""
+
+from pathlib import Path
+
+import pytest
+
+from nincompile.api import compile_spec
+from nincompile.errors import SpecError
+from nincompile.spec import parse_spec
+
+GOLDEN = sorted((Path(__file__).parent / "golden" / "invalid").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
+def test_golden_invalid_spec(path):
+    expected = path.with_suffix(".expected").read_text(encoding="utf-8").rstrip("\n")
+    with pytest.raises(SpecError) as info:
+        compile_spec(path)
+    assert str(info.value) == expected.replace("{file}", str(path))
+
+
+def test_goldens_exist():
+    assert len(GOLDEN) >= 8
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "s.yaml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_all_problems_reported_at_once():
+    problems = errors_of(
+        "name: m\ninput: [8, 8, 1]\nstages:\n  - {conv: [0, 3]}\n  - {dropout: 2}\n"
+    )
+    assert len(problems) == 2
+    assert problems[0].startswith("s.yaml:4:")
+    assert "stages[0].conv.filters" in problems[0] and "received 0" in problems[0]
+    assert problems[1].startswith("s.yaml:5:")
+    assert "stages[1].dropout" in problems[1] and "[0, 1)" in problems[1]
+
+
+def test_typo_suggests_closest_key():
+    (problem,) = errors_of(
+        "name: m\ninput: [8, 8, 1]\nstages:\n  - {conv: [4, 3], padidng: same}\n"
+    )
+    assert "unknown key 'padidng' (did you mean 'padding'?)" in problem
+    assert problem.startswith("s.yaml:4:20: stages[0].padidng")
+
+
+def test_unknown_top_level_key_is_an_error():
+    (problem,) = errors_of("name: m\ninput: [8, 8, 1]\nstages: [flatten]\nstage: []\n")
+    assert "unknown key 'stage' (did you mean 'stages'?)" in problem
+
+
+def test_duplicate_keys_are_an_error():
+    (problem,) = errors_of("name: m\ninput: [8, 8, 1]\nname: n\nstages: [flatten]\n")
+    assert problem == "s.yaml:3:1: name: duplicate key 'name' (first given at line 1)"
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "the file is empty"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("42\n", "received a single value"),
+        ("name: [unclosed\n", "invalid YAML"),
+        ("a: !!python/object/apply:os.system [echo hi]\n", "unsupported YAML"),
+        ("? [a, b]\n: 1\n", "mapping keys must be plain strings"),
+    ],
+)
+def test_bad_documents(text, fragment):
+    (problem,) = errors_of(text)
+    assert fragment in problem
+
+
+def test_yaml_exponent_without_dot_is_a_float():
+    src = parse_spec(
+        "name: m\ninput: [8, 8, 1]\ndefaults: {weight_decay: 1e-4}\nstages: [flatten]\n"
+    )
+    assert src.spec.defaults.weight_decay == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(
+    "order, fragment",
+    [
+        ("bxad", "unknown letter(s) 'x'"),
+        ("bbad", "repeated letter(s) 'b'"),
+        ("bamp", "repeated letter(s) 'p'"),
+    ],
+)
+def test_order_strings(order, fragment):
+    (problem,) = errors_of(
+        f"name: m\ninput: [8, 8, 1]\nstages:\n  - {{conv: [4, 3], order: {order}}}\n"
+    )
+    assert "stages[0].order" in problem and fragment in problem
+
+
+@pytest.mark.parametrize("name", ["class", "1abc", "x y", "a-b", "x\nimport os", ""])
+def test_names_must_be_identifiers(name):
+    problems = errors_of(f"name: {name!r}\ninput: [8, 8, 1]\nstages: [flatten]\n".replace("'", '"'))
+    assert any("name: expected a name" in p for p in problems)
+
+
+def test_missing_file_is_a_clean_error(tmp_path):
+    with pytest.raises(SpecError, match="no such file"):
+        compile_spec(tmp_path / "nope.yaml")
