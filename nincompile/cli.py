@@ -113,7 +113,7 @@ def build(specs, out, as_json, no_save) -> None:
 
     Prints each model's layers (name, kind, output shape, params, MACs) and totals,
     and compares them with the spec's 'expect:'.  Exits 1 if any spec fails to
-    compile or any count differs from 'expect:'.
+    compile or any count differs from 'expect:' (that model is not saved).
     """
     from . import api
 
@@ -132,14 +132,17 @@ def build(specs, out, as_json, no_save) -> None:
         counts = count_params(model)
         if as_json:
             summaries.append(compiled.summary())
-            ok &= compiled.expect_mismatches(counts) == []
-            if compiled.expect_mismatches(counts):
+            matches = not compiled.expect_mismatches(counts)
+            if not matches:
                 _report_expect(compiled, counts)
         else:
             _print_table(compiled)
             click.echo(_totals_line(compiled, counts))
-            ok &= _report_expect(compiled, counts)
-        if not no_save:
+            matches = _report_expect(compiled, counts)
+        ok &= matches
+        if not matches:
+            _fail(f"{compiled.name}: not saved, because its counts differ from 'expect:'")
+        elif not no_save:
             target = api.save_model(model, out, compiled.name)
             if not as_json:
                 click.echo(f"{compiled.name}: wrote {target}")

@@ -63,8 +63,10 @@ def test_expect_mismatch_exits_1_and_reports_each_category(runner, spec_file):
     assert result.exit_code == 1
     assert "params: expected 142, actual 143 (+1)" in result.output
     assert "trainable: expected 134, actual 135 (+1)" in result.output
-    result = runner.invoke(main, ["build", str(path), "--no-save"])
+    out = path.parent / "out"
+    result = runner.invoke(main, ["build", str(path), "-o", str(out)])
     assert result.exit_code == 1
+    assert "not saved" in result.output and not (out / "tiny.keras").exists()
 
 
 def test_invalid_spec_exits_1_without_traceback(runner, spec_file, tmp_path):

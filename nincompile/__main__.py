@@ -1,0 +1,5 @@
+"""`python -m nincompile` runs the CLI."""
+
+from .cli import main
+
+main()
