@@ -115,21 +115,28 @@ class Var:
         return f"${self.name}"
 
 
+def _as_var(value: Any) -> Var | None:
+    """``"$name"`` -> ``Var("name")``; a malformed ``$`` string is an error; else None."""
+    if isinstance(value, Var):
+        return value
+    if isinstance(value, str) and value.startswith("$"):
+        if not _VAR_RE.match(value):
+            raise PydanticCustomError(
+                "variable",
+                "expected a variable like '$ch'; received {received}",
+                {"received": repr(value)},
+            )
+        return Var(value[1:])
+    return None
+
+
 def _maybe_var(inner: Any, expected: str):
     """A type that accepts ``inner`` or a ``$variable`` with a one-line error."""
     adapter = TypeAdapter(inner)
 
     def validate(value: Any) -> Any:
-        if isinstance(value, Var):
-            return value
-        if isinstance(value, str) and value.startswith("$"):
-            if not _VAR_RE.match(value):
-                raise PydanticCustomError(
-                    "variable",
-                    "expected a variable like '$ch'; received {received}",
-                    {"received": repr(value)},
-                )
-            return Var(value[1:])
+        if (var := _as_var(value)) is not None:
+            return var
         if isinstance(value, list):
             value = tuple(value)  # YAML lists are [height, width] pairs here
         try:
@@ -153,10 +160,8 @@ def _closed_choice(choices: tuple[str, ...], what: str):
     """A string from a fixed set (or a variable), with a 'did you mean' on typos."""
 
     def validate(value: Any) -> Any:
-        if isinstance(value, Var):
-            return value
-        if isinstance(value, str) and value.startswith("$") and _VAR_RE.match(value):
-            return Var(value[1:])
+        if (var := _as_var(value)) is not None:
+            return var
         if value in choices:
             return value
         raise PydanticCustomError(
@@ -378,14 +383,8 @@ class LayerStage(_Item):
 
 def _vars_in(value: Any) -> Any:
     """Turn ``"$name"`` strings inside free-form ``with`` values into :class:`Var`."""
-    if isinstance(value, str) and value.startswith("$"):
-        if not _VAR_RE.match(value):
-            raise PydanticCustomError(
-                "variable",
-                "expected a variable like '$ch'; received {received}",
-                {"received": repr(value)},
-            )
-        return Var(value[1:])
+    if (var := _as_var(value)) is not None:
+        return var
     if isinstance(value, dict):
         return {k: _vars_in(v) for k, v in value.items()}
     if isinstance(value, list):
