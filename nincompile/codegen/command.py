@@ -1,9 +1,75 @@
-"""`nincompile emit` (placeholder until code generation lands)."""
+"""``nincompile emit``: standalone Keras source for specs, or a check that it is current."""
+
+from __future__ import annotations
+
+import sys
 
 import click
 
+from ..errors import NincompileError
+
+
+def _fail(message: str) -> None:
+    click.secho(message, fg="red", err=True)
+
 
 @click.command()
-def emit() -> None:
-    """Emit standalone Keras source for specs (not available yet)."""
-    raise click.ClickException("emit is not available yet")
+@click.argument("specs", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for <name>.py files.  [default: generated/, created if missing]",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; exit 1 listing every file in OUT that is stale or missing.",
+)
+def emit(specs, out, check) -> None:
+    """Write OUT/<name>.py, a standalone Keras module, for each of SPECS.
+
+    SPECS default to specs/*.yaml.  Each module imports only keras and defines
+    build_model() (and compile_model(model) when the spec has a train: section), with
+    the compiler's layer names and a helper function per block.  Files are written
+    atomically and only when their text changes.  Exits 1 if any spec fails.
+    """
+    from .files import default_specs, prepare_out_dir, problem, render_specs, write
+
+    try:
+        specs = list(specs) or default_specs()
+        if not specs:
+            raise NincompileError("no SPEC given and no specs/*.yaml in the current folder")
+        if check:
+            out_dir = "generated" if out is None else out
+        else:
+            out_dir = prepare_out_dir(out)
+        generated, errors = render_specs(specs, out_dir)
+    except NincompileError as err:
+        _fail(str(err))
+        sys.exit(1)
+    for err in errors:
+        _fail(str(err))
+    if check:
+        bad = [(g, why) for g in generated if (why := problem(g))]
+        for g, why in bad:
+            hint = "does not exist" if why == "missing" else f"differs from what {g.spec} generates"
+            _fail(f"{g.target}: {why} ({hint})")
+        if bad:
+            _fail(
+                f"{len(bad)} of {len(generated)} generated file(s) stale or missing; "
+                "run `nincompile emit` to update them"
+            )
+        elif generated:
+            click.echo(f"{out_dir}: {len(generated)} generated file(s) up to date")
+        sys.exit(1 if bad or errors else 0)
+    for g in generated:
+        try:
+            changed = write(g)
+        except NincompileError as err:
+            _fail(str(err))
+            errors.append(err)
+            continue
+        click.echo(f"{g.name}: {'wrote' if changed else 'unchanged'} {g.target}")
+    sys.exit(1 if errors else 0)

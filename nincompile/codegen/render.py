@@ -1,0 +1,541 @@
+"""A spec -> the text of a standalone Keras module, through the Jinja2 templates in
+``templates/``.
+
+The module's ``build_model()`` has one line per layer, in IR order, with the IR's
+layer names; a comment heads each top-level stage, and each block call is a call of
+a helper function (``def inception(x, ch, strides, name):``) rendered once per block
+from the block's symbolic body (:mod:`.trace`).  Before a helper is written, running
+it on the arguments of every call in the spec must give exactly the compiled IR's
+nodes (names, fields, wiring); a block a helper cannot express (a repeat count given
+by a variable, arithmetic on a parameter) is written inline, layer by layer.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import textwrap
+from dataclasses import dataclass
+from functools import cache
+
+import jinja2
+
+from ..ir import Graph
+from ..ir import nodes as n
+from ..ir.lower import Lowerer
+from ..spec import schema as s
+from ..spec.load import SpecSource
+from .layers import HANDLERS, describe
+from .pysrc import (
+    INDENT,
+    LINE_LENGTH,
+    Atom,
+    Call,
+    CodegenError,
+    Expr,
+    Kw,
+    List,
+    comment_text,
+    doc_lines,
+    doc_text,
+    identifier,
+    layout,
+    py_lit,
+    py_str,
+)
+from .trace import (
+    NAME,
+    Alias,
+    Blank,
+    CallBlock,
+    Cond,
+    If,
+    Layer,
+    Sym,
+    Trace,
+    Unsupported,
+    expand,
+    plain_node,
+    trace_block,
+)
+
+# Module-level names of a generated file; block helpers and parameters avoid them.
+_MODULE_NAMES = {"keras", "layers", "regularizers", "build_model", "compile_model"}
+_LOCAL_NAMES = {"x", "name", "inputs", "model", "optimizer", "loss", "metrics"}
+_LOCAL_PATTERN = re.compile(r"(t|branch)\d+_*")
+
+OPTIMIZERS = {
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "rmsprop": "RMSprop",
+    "nadam": "Nadam",
+}
+LOSSES = {
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "binary_crossentropy": "BinaryCrossentropy",
+    "mean_squared_error": "MeanSquaredError",
+}
+
+
+@cache
+def environment() -> jinja2.Environment:
+    """The template environment: a missing variable is an error; nothing is escaped
+    by Jinja, because every value is made safe before it reaches a template."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("nincompile.codegen", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+# ------------------------------------------------------------------ recording
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The nodes ``[start, end)`` of one stage outside blocks (a leaf of stages/head)."""
+
+    prefix: str
+    start: int
+    end: int
+
+
+class _Recorder(Lowerer):
+    """The lowering pass, also noting which nodes each top-level stage made."""
+
+    def __init__(self, src: SpecSource):
+        super().__init__(src)
+        self.groups: list[_Group] = []
+
+    def item(self, item, x, prefix, frame, path):
+        if frame.scope or isinstance(item, s.RepeatStage):
+            return super().item(item, x, prefix, frame, path)
+        start = len(self.graph.nodes)
+        out = super().item(item, x, prefix, frame, path)
+        if len(self.graph.nodes) > start:
+            self.groups.append(_Group(prefix, start, len(self.graph.nodes)))
+        return out
+
+
+# -------------------------------------------------------------------- values
+
+
+class _Concrete:
+    """Values of top-level layers: literals."""
+
+    def __init__(self, uses: set[str]):
+        self.uses = uses
+
+    def expr(self, value: object) -> str:
+        return py_lit(value)
+
+    def name(self, name: str) -> str:
+        return py_str(name)
+
+    def is_symbolic(self, value: object) -> bool:
+        return False
+
+    def regularizer(self, weight_decay: object) -> str | None:
+        if not weight_decay:
+            return None
+        self.uses.add("regularizers")
+        return f"regularizers.L2({py_lit(weight_decay)})"
+
+
+class _Symbolic(_Concrete):
+    """Values inside a block helper: parameters by name, names as f-strings."""
+
+    def __init__(self, uses: set[str], params: dict[str, str]):
+        super().__init__(uses)
+        self.params = params
+
+    def expr(self, value: object) -> str:
+        if isinstance(value, Sym):
+            return self.params[value.name]
+        if isinstance(value, s.Var):
+            raise CodegenError(f"unresolved variable {value}")
+        if isinstance(value, tuple | list) and any(isinstance(v, s.Var) for v in value):
+            inner = ", ".join(self.expr(v) for v in value)
+            return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+        return py_lit(value)
+
+    def name(self, name: str) -> str:
+        if name == NAME:
+            return "name"
+        parts, literal = [], True
+        for piece in re.split(r"(\x00|\x01[A-Za-z_][A-Za-z0-9_]*\x02)", name):
+            if piece == NAME:
+                parts.append("{name}")
+                literal = False
+            elif piece.startswith("\x01"):
+                parts.append("{" + self.params[piece[1:-1]] + "}")
+                literal = False
+            elif re.fullmatch(r"[A-Za-z0-9_]*", piece):
+                parts.append(piece)
+            else:
+                raise CodegenError(f"unexpected characters in layer name {name!r}")
+        return py_str("".join(parts)) if literal else 'f"' + "".join(parts) + '"'
+
+    def is_symbolic(self, value: object) -> bool:
+        return isinstance(value, s.Var)
+
+    def regularizer(self, weight_decay: object) -> str | None:
+        if isinstance(weight_decay, Sym):
+            self.uses.add("regularizers")
+            p = self.params[weight_decay.name]
+            return f"regularizers.L2({p}) if {p} else None"
+        return super().regularizer(weight_decay)
+
+
+def _layer_call(node: n.Node, inputs: list[str], values: _Concrete) -> Call:
+    handler = HANDLERS.get(node.kind)
+    if handler is None:
+        raise CodegenError(f"no code generator for layer kind '{node.kind}'")
+    values.uses.add("layers")
+    arg: Expr = Atom(inputs[0]) if len(inputs) == 1 else List(tuple(Atom(i) for i in inputs))
+    return Call(handler(node, values), (arg,))
+
+
+def _comment(text: str, indent: int) -> list[str]:
+    pad = INDENT * indent
+    width = LINE_LENGTH - len(pad) - 2
+    return [f"{pad}# {line}" for line in textwrap.wrap(comment_text(text), width)]
+
+
+def _docstring(lines: list[str], indent: int) -> list[str]:
+    pad = INDENT * indent
+    if len(lines) == 1 and len(pad) + len(lines[0]) + 6 <= LINE_LENGTH:
+        return [f'{pad}"""{lines[0]}"""']
+    return [f'{pad}"""{lines[0]}', *(pad + line if line else "" for line in lines[1:]), pad + '"""']
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    return name
+
+
+def _fmt(value: int) -> str:
+    return f"{value:,}"
+
+
+# -------------------------------------------------------------------- module
+
+
+@dataclass
+class _Unit:
+    """One statement of build_model: a layer, or a block helper call."""
+
+    inputs: tuple[str, ...]
+    output: str
+    node: n.Node | None = None
+    scope: n.Scope | None = None
+
+
+class _Module:
+    def __init__(self, src: SpecSource, label: str):
+        self.src = src
+        self.spec = src.spec
+        self.label = label
+        recorder = _Recorder(src)
+        self.graph: Graph = recorder.run()
+        self.groups = sorted(recorder.groups, key=lambda g: g.start)
+        self.uses: set[str] = set()
+        self._plan_helpers()
+
+    # ---------------------------------------------------------------- helpers
+    def _plan_helpers(self) -> None:
+        self.traces: dict[str, Trace] = {}
+        self.inline: dict[str, str] = {}  # block -> why it is written inline
+        todo = sorted({node.scope[0].block for node in self.graph.nodes if node.scope})
+        while todo:
+            block = todo.pop()
+            if block in self.traces or block in self.inline:
+                continue
+            try:
+                trace = trace_block(self.src, block)
+            except Unsupported as why:
+                self.inline[block] = str(why)
+                continue
+            self.traces[block] = trace
+            todo += sorted(trace.calls)
+        changed = True
+        while changed:  # a helper can only call helpers
+            changed = False
+            for block, trace in list(self.traces.items()):
+                missing = sorted(c for c in trace.calls if c not in self.traces)
+                if missing:
+                    self.inline[block] = f"it calls block '{missing[0]}', written inline"
+                    del self.traces[block]
+                    changed = True
+        reserved = _MODULE_NAMES | _LOCAL_NAMES | set(dir(builtins))
+        self.functions: dict[str, str] = {}
+        for block in self.spec.blocks:  # definition order: stable output
+            if block in self.traces:
+                name = identifier(block, "block name")
+                if name in reserved or _LOCAL_PATTERN.fullmatch(name) or name.startswith("__"):
+                    name += "_block"
+                self.functions[block] = _unique(name, reserved | set(self.functions.values()))
+        # `float` too: a non-finite literal is written float("inf").
+        taken_globally = _MODULE_NAMES | set(self.functions.values()) | {"x", "name", "float"}
+        self.params: dict[str, dict[str, str]] = {}
+        self.locals: dict[str, dict[str, str]] = {}
+        for block, trace in self.traces.items():
+            params: dict[str, str] = {}
+            for k in trace.params:
+                identifier(k, f"parameter of block '{block}'")
+                params[k] = _unique(k, taken_globally | set(params.values()))
+            taken = taken_globally | set(params.values())
+            local = {"x": "x"}
+            for var in trace.branch_vars:
+                local[var] = _unique(var, taken | set(local.values()))
+            self.params[block], self.locals[block] = params, local
+
+    def _helper(self, block: str) -> dict[str, list[str]]:
+        trace, params, local = self.traces[block], self.params[block], self.locals[block]
+        fn = self.functions[block]
+        signature = layout(
+            "def ",
+            Call(Atom(fn), (Atom("x"), *(Atom(params[k]) for k in trace.params), Atom("name"))),
+            ":",
+        )
+        width = LINE_LENGTH - 8
+        doc = doc_lines(self.spec.blocks[block].description or "", width)
+        about = f"Block ``{block}``: every layer name starts with ``name``."
+        renamed = [f"``{k}`` as ``{params[k]}``" for k in trace.params if params[k] != k]
+        if renamed:
+            about += f" Parameters renamed to keep Python names apart: {', '.join(renamed)}."
+        doc = [*doc, "", *doc_lines(about, width)] if doc else doc_lines(about, width)
+        values = _Symbolic(self.uses, params)
+        body = self._statements(trace.stmts, 1, values, local, block)
+        body.append(f"{INDENT}return x")
+        return {"signature": signature, "doc": _docstring(doc, 1), "body": body}
+
+    def _statements(
+        self, stmts: list, indent: int, values: _Symbolic, local: dict, block: str
+    ) -> list[str]:
+        pad = INDENT * indent
+        lines: list[str] = []
+        for st in stmts:
+            if isinstance(st, Layer):
+                inputs = [local[i] for i in st.node.inputs]
+                call = _layer_call(st.node, inputs, values)
+                lines += layout(f"{local[st.target]} = ", call, "", indent)
+            elif isinstance(st, Alias):
+                lines.append(f"{pad}{local[st.target]} = {local[st.source]}")
+            elif isinstance(st, Blank):
+                if lines and lines[-1]:
+                    lines.append("")
+            elif isinstance(st, If):
+                lines.append(f"{pad}if {self._condition(st.cond, values, block)}:")
+                lines += self._statements(st.body, indent + 1, values, local, block)
+            elif isinstance(st, CallBlock):
+                callee = self.params[st.block]
+                args: list[Expr] = [Atom(local[st.source])]
+                args += [Kw(callee[k], Atom(values.expr(v))) for k, v in st.args]
+                args.append(Kw("name", Atom(values.name(st.name))))
+                call = Call(Atom(self.functions[st.block]), tuple(args))
+                lines += layout(f"{local[st.target]} = ", call, "", indent)
+            else:  # pragma: no cover - the tracer makes no other statement
+                raise CodegenError(f"unknown statement {st!r}")
+        return lines
+
+    def _condition(self, cond: Cond, values: _Symbolic, block: str) -> str:
+        p = values.expr(cond.sym)
+        if cond.kind == "truthy":
+            return p
+        # An activation parameter with a default (or type) written as a string holds a
+        # string; otherwise keep the lowering's own test.
+        if isinstance(self.spec.blocks[block].params.get(cond.sym.name), str):
+            return f'{p} != "linear"'
+        return f'{p} not in (None, "linear")'
+
+    # ---------------------------------------------------------- build_model
+    def _units(self) -> list[tuple[list[str], _Unit]]:
+        """(comment lines, unit) pairs in order; the comment heads the unit."""
+        nodes = self.graph.nodes
+        covered = [i for g in self.groups for i in range(g.start, g.end)]
+        if covered != list(range(1, len(nodes))):
+            raise CodegenError("internal error: stages do not cover the layers in order")
+        out: list[tuple[list[str], _Unit]] = []
+        for group in self.groups:
+            chunk = nodes[group.start : group.end]
+            i = 0
+            while i < len(chunk):
+                if not chunk[i].scope:
+                    j = i
+                    while j < len(chunk) and not chunk[j].scope:
+                        j += 1
+                    words = ", ".join(describe(x) for x in chunk[i:j])
+                    head = _comment(f"{group.prefix}: {words}", 1)
+                    for k, node in enumerate(chunk[i:j]):
+                        out.append(
+                            (head if k == 0 else [], _Unit(node.inputs, node.name, node=node))
+                        )
+                else:
+                    scope = chunk[i].scope[0]
+                    j = i
+                    while j < len(chunk) and chunk[j].scope[:1] == (scope,):
+                        j += 1
+                    out += self._instance(scope, chunk[i:j])
+                i = j
+        return out
+
+    def _instance(self, scope: n.Scope, nodes: list[n.Node]) -> list[tuple[list[str], _Unit]]:
+        block = self.spec.blocks[scope.block]
+        args = dict(scope.args)
+        shown = ", ".join(f"{k}={py_lit(args[k])}" for k in block.params if k in args)
+        title = f"Block: {scope.block}" + (f" ({shown})" if shown else "")
+        made = {x.name for x in nodes}
+        sources = list(dict.fromkeys(t for x in nodes for t in x.inputs if t not in made))
+        leaks = [t for t in self._consumers if t in made and t != nodes[-1].name]
+        leaks = [t for t in leaks if any(c not in made for c in self._consumers[t])]
+        why = self.inline.get(scope.block)
+        if why is None and (len(sources) != 1 or leaks):
+            why = "its layers do not form one input, one output"
+        if why is None:
+            try:
+                expanded, output = expand(self.traces, scope.block, args, sources[0], scope.prefix)
+                same = [plain_node(x) for x in expanded] == [plain_node(x) for x in nodes]
+            except Exception:  # a tracer bug shows here, never as a wrong helper
+                same, output = False, None
+            if not same or output != nodes[-1].name:
+                raise CodegenError(
+                    f"internal error: the helper of block '{scope.block}' does not reproduce "
+                    f"'{scope.prefix}'; please report this bug"
+                )
+            return [(_comment(title, 1), _Unit((sources[0],), output, scope=scope))]
+        head = _comment(f"{title}, written out layer by layer ({why})", 1)
+        return [
+            (head if k == 0 else [], _Unit(x.inputs, x.name, node=x)) for k, x in enumerate(nodes)
+        ]
+
+    def _build(self) -> list[str]:
+        graph = self.graph
+        self._consumers: dict[str, list[str]] = {}
+        for node in graph.nodes:
+            for t in node.inputs:
+                self._consumers.setdefault(t, []).append(node.name)
+        units = self._units()
+        # Which unit reads each tensor: "x" carries a tensor read only by the next unit.
+        readers: dict[str, list[int]] = {}
+        for k, (_, unit) in enumerate(units):
+            for t in dict.fromkeys(unit.inputs):
+                readers.setdefault(t, []).append(k)
+        concrete = _Concrete(self.uses)
+        inp = graph.input
+        var = {inp.name: "inputs"}
+        call = Call(
+            Atom("keras.Input"),
+            (Kw("shape", Atom(py_lit(tuple(inp.shape)))), Kw("name", Atom(py_str(inp.name)))),
+        )
+        lines = layout("inputs = ", call, "", 1)
+        fresh = 0
+        for k, (head, unit) in enumerate(units):
+            if head:
+                lines += ["", *head]
+            used_by = readers.get(unit.output, [])
+            if used_by in ([k + 1], []):
+                target = "x"
+            else:
+                fresh += 1
+                target = f"t{fresh}"
+            inputs = [var[t] for t in unit.inputs]
+            if unit.node is not None:
+                expr = _layer_call(unit.node, inputs, concrete)
+            else:
+                scope = unit.scope
+                args_of = dict(scope.args)
+                params = self.params[scope.block]
+                args: list[Expr] = [Atom(inputs[0])]
+                for p in self.spec.blocks[scope.block].params:
+                    args.append(Kw(params[p], Atom(py_lit(args_of[p]))))
+                args.append(Kw("name", Atom(py_str(scope.prefix))))
+                expr = Call(Atom(self.functions[scope.block]), tuple(args))
+            lines += layout(f"{target} = ", expr, "", 1)
+            var[unit.output] = target
+        model = Call(
+            Atom("keras.Model"),
+            (
+                Atom("inputs"),
+                Atom(var[graph.output.name]),
+                Kw("name", Atom(py_str(self.spec.name))),
+            ),
+        )
+        lines += ["", *layout("return ", model, "", 1)]
+        return lines
+
+    # -------------------------------------------------------- compile_model
+    def _compile(self) -> list[str] | None:
+        train = self.spec.train
+        if train is None:
+            return None
+        opt_args: list[Expr] = [Kw("learning_rate", Atom(py_lit(train.learning_rate)))]
+        for key in ("momentum", "nesterov", "weight_decay"):
+            value = getattr(train, key)
+            if value is not None:
+                opt_args.append(Kw(key, Atom(py_lit(value))))
+        optimizer = Call(Atom(f"keras.optimizers.{OPTIMIZERS[train.optimizer]}"), tuple(opt_args))
+        loss_args: tuple[Expr, ...] = ()
+        if train.loss != "mean_squared_error":
+            loss_args = (Kw("from_logits", Atom(py_lit(train.from_logits))),)
+        loss = Call(Atom(f"keras.losses.{LOSSES[train.loss]}"), loss_args)
+        metrics: list[Expr] = []
+        for metric in train.metrics:
+            if metric == "top_5_accuracy":
+                cls = "SparseTopKCategoricalAccuracy"
+                if train.loss != "sparse_categorical_crossentropy":
+                    cls = "TopKCategoricalAccuracy"
+                kws = (Kw("k", Atom("5")), Kw("name", Atom(py_str(metric))))
+                metrics.append(Call(Atom(f"keras.metrics.{cls}"), kws))
+            else:
+                metrics.append(Atom(py_str(metric)))
+        compile_call = Call(
+            Atom("model.compile"),
+            (
+                Kw("optimizer", Atom("optimizer")),
+                Kw("loss", Atom("loss")),
+                Kw("metrics", Atom("metrics")),
+            ),
+        )
+        return [
+            *layout("optimizer = ", optimizer, "", 1),
+            *layout("loss = ", loss, "", 1),
+            *layout("metrics = ", List(tuple(metrics)), "", 1),
+            *layout("", compile_call, "", 1),
+            f"{INDENT}return model",
+        ]
+
+    # ----------------------------------------------------------------- text
+    def render(self) -> str:
+        helpers = [self._helper(b) for b in self.functions]
+        build = self._build()
+        compile_body = self._compile()
+        counts = self.graph.params
+        description = doc_lines(self.spec.description or "", LINE_LENGTH - 4)
+        context = {
+            "name": identifier(self.spec.name, "spec name"),
+            "description": description,
+            "source": doc_text(self.label),
+            "sha256": self.src.sha256,
+            "params": _fmt(counts.total),
+            "trainable": _fmt(counts.trainable),
+            "non_trainable": _fmt(counts.non_trainable),
+            "keras_imports": sorted(self.uses & {"layers", "regularizers"}),
+            "helpers": helpers,
+            "build_body": build,
+            "compile_body": compile_body,
+        }
+        return environment().get_template("module.py.j2").render(context)
+
+
+def render_source(src: SpecSource, label: str | None = None) -> str:
+    """The generated module for a loaded spec; ``label`` names the spec in the header
+    (default: its file name as loaded).  Raises SpecError or CodegenError."""
+    return _Module(src, src.file if label is None else label).render()
