@@ -10,30 +10,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from functools import wraps
 
 import click
 
 from . import __version__
+from .cli_support import fail as _fail
+from .cli_support import user_errors
 from .errors import NincompileError
-
-
-def _fail(message: str) -> None:
-    click.secho(message, fg="red", err=True)
-
-
-def user_errors(fn):
-    """Turn NincompileError into a clean message and exit code 1."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NincompileError as err:
-            _fail(str(err))
-            sys.exit(1)
-
-    return wrapper
 
 
 def _fmt_int(value: int) -> str:

@@ -6,11 +6,8 @@ import sys
 
 import click
 
+from ..cli_support import fail as _fail
 from ..errors import NincompileError
-
-
-def _fail(message: str) -> None:
-    click.secho(message, fg="red", err=True)
 
 
 @click.command()

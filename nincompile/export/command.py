@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from functools import wraps
-
 import click
 
+from ..cli_support import user_errors
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-
-
-def _user_errors(fn):
-    """:func:`nincompile.cli.user_errors`, looked up at call time: ``cli`` imports this
-    module while it loads, so importing ``cli`` here would be circular."""
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        from ..cli import user_errors
-
-        return user_errors(fn)(*args, **kwargs)
-
-    return wrapper
 
 
 class _Batch(click.ParamType):
@@ -64,7 +50,7 @@ class _Batch(click.ParamType):
     "--include-preprocessing", is_flag=True,
     help="Fold (x - mean) / std from the spec's data: section into the graph (raw pixels in).",
 )  # fmt: skip
-@_user_errors
+@user_errors
 def export(source, out, opset, batch, data, include_preprocessing) -> None:
     """Export SOURCE to ONNX and prove it matches Keras.
 

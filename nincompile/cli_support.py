@@ -1,0 +1,29 @@
+"""What every CLI command shares: printing an error and turning user errors into a
+clean message with exit code 1 (never a traceback)."""
+
+from __future__ import annotations
+
+import sys
+from functools import wraps
+
+import click
+
+from .errors import NincompileError
+
+
+def fail(message: str) -> None:
+    click.secho(message, fg="red", err=True)
+
+
+def user_errors(fn):
+    """Turn NincompileError into a clean message and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NincompileError as err:
+            fail(str(err))
+            sys.exit(1)
+
+    return wrapper
