@@ -236,3 +236,24 @@ def test_bad_batch_is_a_usage_error(runner, work, tmp_path, batch):
     assert result.exit_code == 2
     assert "expected 'dynamic' or a positive integer" in result.output
     assert _files(tmp_path) == []
+
+
+def test_export_refuses_other_backends_cleanly(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "m.onnx"
+    code = "from nincompile.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "export", "specs/lenet5.yaml", "-o", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        capture_output=True,
+        text=True,
+    )
+    if "jax" in proc.stderr and "No module named" in proc.stderr:
+        pytest.skip("jax is not installed")
+    assert proc.returncode == 1
+    assert "runs on Keras's TensorFlow backend; received KERAS_BACKEND=jax" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()

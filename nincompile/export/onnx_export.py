@@ -147,6 +147,17 @@ def _keras():
     return keras
 
 
+def require_tensorflow_backend() -> None:
+    """tf2onnx converts TensorFlow graphs: export needs Keras's TensorFlow backend."""
+    backend = _keras().backend.backend()
+    if backend != "tensorflow":
+        raise OptionError(
+            f"ONNX export runs on Keras's TensorFlow backend; received KERAS_BACKEND={backend}. "
+            "Run it with KERAS_BACKEND=tensorflow (a .keras model saved under any backend "
+            "loads there)."
+        )
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -752,6 +763,7 @@ def export_onnx(
 
     check_opset(opset)
     check_batch(batch)
+    require_tensorflow_backend()
     if out is not None:
         resolve_output(out, "model")  # fail before the slow work
     image_paths = list_images(data) if data is not None else None
