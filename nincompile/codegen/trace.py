@@ -211,21 +211,7 @@ class _Tracer(Lowerer):
             raise Unsupported(f"unresolved variable {st.dropout}")
 
         def part(letter: str, x: str) -> str:
-            if letter == "b":
-                node = n.BatchNorm(name=f"{prefix}_bn", inputs=(x,), source=path)
-            elif letter == "a":
-                act = opts["activation"]
-                node = n.Activation(name=f"{prefix}_{act}", inputs=(x,), source=path, function=act)
-            elif letter == "p":
-                node = self._pool(pool, x, prefix, (*path, "pool"))
-            else:
-                node = n.Dropout(
-                    name=f"{prefix}_dropout",
-                    inputs=(x,),
-                    source=(*path, "dropout"),
-                    rate=st.dropout,
-                )
-            return self.emit(node, frame)
+            return self.emit(self._part(letter, st, opts, x, prefix, path), frame)
 
         for letter in opts["order"]:
             on = present[letter]

@@ -194,24 +194,22 @@ class Lowerer:
                 frame,
             )
         for letter in order:
-            if not present[letter]:
-                continue
-            if letter == "b":
-                node = n.BatchNorm(name=f"{prefix}_bn", inputs=(x,), source=path)
-            elif letter == "a":
-                act = opts["activation"]
-                node = n.Activation(name=f"{prefix}_{act}", inputs=(x,), source=path, function=act)
-            elif letter == "p":
-                node = self._pool(pool, x, prefix, (*path, "pool"))
-            else:
-                node = n.Dropout(
-                    name=f"{prefix}_dropout",
-                    inputs=(x,),
-                    source=(*path, "dropout"),
-                    rate=st.dropout,
-                )
-            x = self.emit(node, frame)
+            if present[letter]:
+                x = self.emit(self._part(letter, st, opts, x, prefix, path), frame)
         return x
+
+    def _part(self, letter: str, st, opts: dict, x: str, prefix: str, path: Path) -> n.Node:
+        """The layer for one letter of a stage's order."""
+        if letter == "b":
+            return n.BatchNorm(name=f"{prefix}_bn", inputs=(x,), source=path)
+        if letter == "a":
+            act = opts["activation"]
+            return n.Activation(name=f"{prefix}_{act}", inputs=(x,), source=path, function=act)
+        if letter == "p":
+            return self._pool(st.pool, x, prefix, (*path, "pool"))
+        return n.Dropout(
+            name=f"{prefix}_dropout", inputs=(x,), source=(*path, "dropout"), rate=st.dropout
+        )
 
     def _pool(self, pool: s.PoolArgs, x: str, prefix: str, path: Path) -> n.Pool2D:
         return n.Pool2D(
