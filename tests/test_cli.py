@@ -146,3 +146,22 @@ def test_readme_test_command_is_the_ci_command():
     marker = re.search(r"<!-- test-command: (.+) -->", readme).group(1)
     assert f"&& {marker}\n```" in readme  # the visible set-up line ends with it
     assert "test-command" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_layer_name_example_exists():
+    readme = (ROOT / "README.md").read_text()
+    name = re.search(r"For example `(\w+)` in `resnet18`", readme).group(1)
+    graph = api.compile_spec(ROOT / "specs" / "resnet18.yaml").graph
+    assert name in graph.shapes
+
+
+def test_generated_module_runs_as_a_script():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "generated" / "lenet5.py")],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Total params: 62,006" in proc.stdout
+    assert "stage1_conv" in proc.stdout
