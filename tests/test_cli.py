@@ -165,3 +165,20 @@ def test_generated_module_runs_as_a_script():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Total params: 62,006" in proc.stdout
     assert "stage1_conv" in proc.stdout
+
+
+def test_schema_accepts_every_spec_and_rejects_typos():
+    import jsonschema
+    import yaml
+
+    from nincompile.spec import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    validator.check_schema(validator.schema)
+    for path in sorted((ROOT / "specs").glob("*.yaml")):
+        errors = list(validator.iter_errors(yaml.safe_load(path.read_text())))
+        assert errors == [], f"{path.name}: {errors[0].message}"
+    golden = ROOT / "tests" / "golden" / "invalid"
+    for name in ("unknown_key_typo", "many_problems"):
+        data = yaml.safe_load((golden / f"{name}.yaml").read_text())
+        assert list(validator.iter_errors(data)), name

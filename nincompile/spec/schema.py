@@ -268,7 +268,25 @@ class _Model(BaseModel):
 # ------------------------------------------------------------------------ stages
 
 
+def _conv_list_form(schema: dict) -> None:
+    """JSON Schema: ``conv`` is also written ``[filters, kernel]``."""
+    obj = dict(schema)
+    schema.clear()
+    props = obj["properties"]
+    schema["anyOf"] = [
+        {
+            "type": "array",
+            "prefixItems": [props["filters"], props["kernel"]],
+            "minItems": 2,
+            "maxItems": 2,
+        },
+        obj,
+    ]
+
+
 class ConvArgs(_Model):
+    model_config = ConfigDict(json_schema_extra=_conv_list_form)
+
     filters: PosInt
     kernel: Size
 
@@ -703,8 +721,23 @@ class Spec(_Model):
         return self
 
 
+def _editor_friendly(node: Any) -> Any:
+    """Stage unions: drop the catch-all ``{}`` member (it only serves error messages)
+    and use ``anyOf``; every real member forbids the others' keys, so they cannot
+    overlap, but a bare-word item like ``relu`` would otherwise match twice."""
+    if isinstance(node, dict):
+        out = {k: _editor_friendly(v) for k, v in node.items()}
+        if "oneOf" in out:
+            members = [m for m in out.pop("oneOf") if m != {}]
+            out["anyOf"] = members
+        return out
+    if isinstance(node, list):
+        return [_editor_friendly(v) for v in node]
+    return node
+
+
 def json_schema() -> dict:
     """The JSON Schema of a spec, for editors (yaml-language-server) and docs."""
-    schema = Spec.model_json_schema(by_alias=True)
+    schema = _editor_friendly(Spec.model_json_schema(by_alias=True))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
