@@ -25,5 +25,9 @@ def user_errors(fn):
         except NincompileError as err:
             fail(str(err))
             sys.exit(1)
+        except OSError as err:  # a folder that cannot be made, a full disk, ...
+            where = f": {err.filename}" if err.filename else ""
+            fail(f"{err.strerror or err}{where}")
+            sys.exit(1)
 
     return wrapper

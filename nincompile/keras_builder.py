@@ -7,7 +7,6 @@ One small builder per node kind (``BUILDERS``), each returning a Keras layer.  O
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from .ir import Graph, Node
@@ -15,10 +14,9 @@ from .ir import nodes as n
 
 
 def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
-    import keras
+    from .keras_import import import_keras
 
-    return keras
+    return import_keras()
 
 
 def _regularizer(weight_decay: float):

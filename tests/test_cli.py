@@ -182,3 +182,12 @@ def test_schema_accepts_every_spec_and_rejects_typos():
     for name in ("unknown_key_typo", "many_problems"):
         data = yaml.safe_load((golden / f"{name}.yaml").read_text())
         assert list(validator.iter_errors(data)), name
+
+
+def test_unwritable_output_is_a_clean_error(runner, spec_file, tmp_path):
+    path = spec_file(TINY)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = runner.invoke(main, ["build", str(path), "-o", str(blocker / "sub")])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "sub" in result.output

@@ -108,3 +108,37 @@ def test_names_must_be_identifiers(name):
 def test_missing_file_is_a_clean_error(tmp_path):
     with pytest.raises(SpecError, match="no such file"):
         compile_spec(tmp_path / "nope.yaml")
+
+
+def test_recursive_alias_is_an_error():
+    (problem,) = errors_of("name: x\ninput: [8, 8, 3]\nstages: &s [*s]\n")
+    assert "a YAML alias refers to a value that contains it" in problem
+
+
+def test_alias_bomb_is_refused():
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    (problem,) = errors_of("\n".join(lines) + "\n")
+    assert "more than 100,000 values once YAML aliases are expanded" in problem
+
+
+def test_repeat_count_is_bounded():
+    (problem,) = errors_of(
+        "name: x\ninput: [8, 8, 3]\nstages: [{repeat: 100000000, stages: [flatten]}]\n"
+    )
+    assert "stages[0].repeat: expected a count from 1 to 1000" in problem
+
+
+def test_layer_count_is_bounded():
+    text = (
+        "name: x\ninput: [8, 8, 3]\nstages:\n"
+        "  - {repeat: 1000, stages: [{repeat: 1000, stages: [relu]}]}\n"
+    )
+    with pytest.raises(SpecError, match="grows past 20,000 layers"):
+        compile_spec_text(text)
+
+
+def compile_spec_text(text):
+    from nincompile.ir import lower
+
+    return lower(parse_spec(text, "s.yaml"))

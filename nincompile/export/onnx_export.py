@@ -141,10 +141,9 @@ class Source:
 
 
 def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from ..keras_import import import_keras
 
-    return keras
+    return import_keras()
 
 
 def require_tensorflow_backend() -> None:

@@ -25,6 +25,7 @@ from . import nodes as n
 from .graph import Graph
 
 _NO_ACTIVATION = (None, "linear")
+MAX_LAYERS = 20_000
 _PROGRESSION_KEYS = ({"each"}, {"first", "rest"}, {"start", "mul"}, {"start", "add"})
 
 
@@ -96,6 +97,13 @@ class Lowerer:
 
     # ------------------------------------------------------------------ nodes
     def emit(self, node: n.Node, frame: _Frame) -> str:
+        if len(self.graph.nodes) >= MAX_LAYERS:
+            raise self.fail(
+                f"the model grows past {MAX_LAYERS:,} layers here; expected a smaller repeat count",
+                node.source,
+                frame,
+                shape=True,
+            )
         if node.name in self.graph.shapes:
             raise self.fail(
                 f"layer name '{node.name}' is used twice; give the stage another 'name'",
@@ -291,6 +299,14 @@ class Lowerer:
             raise self.fail(
                 f"unknown block '{call.block}'{did_you_mean(call.block, self.spec.blocks)}; "
                 f"blocks: {known}",
+                (*path, "block"),
+                frame,
+            )
+        chain = [sc.block for sc in frame.scope]
+        if call.block in chain:
+            cycle = " -> ".join([*chain[chain.index(call.block) :], call.block])
+            raise self.fail(
+                f"block '{call.block}' is called inside itself ({cycle}); blocks cannot recurse",
                 (*path, "block"),
                 frame,
             )

@@ -192,6 +192,10 @@ Size = _maybe_var(Int1 | tuple[Int1, Int1], "a positive integer or [height, widt
 Rate = _maybe_var(Annotated[float, Field(ge=0.0, lt=1.0)], "a rate in [0, 1)")
 NonNegFloat = _maybe_var(Annotated[float, Field(ge=0.0)], "a number >= 0")
 Flag = _maybe_var(bool, "true or false")
+MAX_REPEAT = 1000
+RepeatCount = _maybe_var(
+    Annotated[int, Field(ge=1, le=MAX_REPEAT)], f"a count from 1 to {MAX_REPEAT}"
+)
 
 ACTIVATIONS = (
     "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish",
@@ -423,11 +427,11 @@ With = Annotated[
 class BlockCall(_Item):
     block: Identifier
     with_: With = Field(default_factory=dict, alias="with")
-    repeat: PosInt = 1
+    repeat: RepeatCount = 1
 
 
 class RepeatStage(_Item):
-    repeat: PosInt
+    repeat: RepeatCount
     with_: With = Field(default_factory=dict, alias="with")
     stages: list[Stage] = Field(min_length=1)
 

@@ -44,18 +44,41 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+#: Values a spec may hold once aliases are expanded (a guard against alias bombs).
+MAX_VALUES = 100_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
 class _Builder:
     def __init__(self, loader: _Loader, file: str):
         self.loader = loader
         self.file = file
         self.positions: Positions = {}
         self.problems: list[SpecProblem] = []
+        self.count = 0
+        self.open: set[int] = set()  # nodes being built: an alias to one is a cycle
 
     def problem(self, msg: str, path: Path, node: yaml.Node) -> None:
         line, col = _mark(node)
         self.problems.append(SpecProblem(msg, path, self.file, line, col))
 
     def build(self, node: yaml.Node, path: Path):
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise _TooLarge
+        if id(node) in self.open:
+            self.problem("a YAML alias refers to a value that contains it", path, node)
+            return None
+        self.open.add(id(node))
+        try:
+            return self._build(node, path)
+        finally:
+            self.open.discard(id(node))
+
+    def _build(self, node: yaml.Node, path: Path):
         plain = {yaml.MappingNode: _MAP_TAG, yaml.SequenceNode: _SEQ_TAG}.get(type(node))
         if plain and node.tag != plain:
             self.problem(
@@ -126,6 +149,17 @@ def load_yaml(text: str, file: str = "<spec>") -> tuple[dict, Positions]:
         builder = _Builder(loader, file)
         try:
             data = builder.build(root, ())
+        except _TooLarge:
+            raise SpecError(
+                [
+                    SpecProblem(
+                        f"the document holds more than {MAX_VALUES:,} values once YAML "
+                        "aliases are expanded; expected a model spec",
+                        (),
+                        file,
+                    )
+                ]
+            ) from None
         except yaml.constructor.ConstructorError as err:
             mark = err.problem_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
