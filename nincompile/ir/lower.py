@@ -26,6 +26,7 @@ from .graph import Graph
 
 _NO_ACTIVATION = (None, "linear")
 MAX_LAYERS = 20_000
+MAX_BLOCK_DEPTH = 32
 _PROGRESSION_KEYS = ({"each"}, {"first", "rest"}, {"start", "mul"}, {"start", "add"})
 
 
@@ -57,7 +58,10 @@ class Lowerer:
         self, message: str, path: Path, frame: _Frame | None = None, shape: bool = False
     ) -> SpecError:
         if frame and frame.callers:
-            message += " (" + "; ".join(f"called from {c}" for c in reversed(frame.callers)) + ")"
+            sites = [f"called from {c}" for c in reversed(frame.callers)]
+            if len(sites) > 4:
+                sites = [*sites[:2], f"... {len(sites) - 3} more calls", sites[-1]]
+            message += " (" + "; ".join(sites) + ")"
         err = SpecError([self.src.problem(message, path)])
         err.is_shape_error = shape
         return err
@@ -303,10 +307,11 @@ class Lowerer:
                 frame,
             )
         chain = [sc.block for sc in frame.scope]
-        if call.block in chain:
-            cycle = " -> ".join([*chain[chain.index(call.block) :], call.block])
+        if len(chain) >= MAX_BLOCK_DEPTH:
+            cycle = " -> ".join([*chain[:3], "...", call.block])
             raise self.fail(
-                f"block '{call.block}' is called inside itself ({cycle}); blocks cannot recurse",
+                f"blocks nest deeper than {MAX_BLOCK_DEPTH} calls ({cycle}); a block that "
+                "calls itself needs a 'when:' that ends the recursion",
                 (*path, "block"),
                 frame,
             )
