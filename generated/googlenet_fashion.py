@@ -3,7 +3,7 @@
 GoogLeNet-Inception for 28x28x1 Fashion-MNIST, as in the seed (all kernels 3x3).
 
 Source spec: ``specs/googlenet_fashion.yaml``
-sha256: d92c40730e7fcd757eb5dba2d1c07630242a8b8b731d79ea63231212ce70fe77
+sha256: 9e2ce4c6e5b286bfd403b4b8ca38b05626416cf2a7cb570e850066d3faefab88
 
 To change the model, edit the spec and run ``nincompile emit`` again.
 """
@@ -12,40 +12,33 @@ import keras
 from keras import layers
 
 
+def cbr(x, ch, k, strides, name):
+    """Conv-BN-ReLU, the seed's ConvBNRelu unit (3x3 unless told otherwise).
+
+    Block ``cbr``: every layer name starts with ``name``.
+    """
+    x = layers.Conv2D(ch, k, strides=strides, padding="same", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    return x
+
+
 def inception(x, ch, strides, name):
-    """3x3 | 3x3 | 3x3 -> 3x3 | max pool 3/1 -> 3x3, concatenated.
+    """cbr | cbr | cbr -> cbr | max pool 3/1 -> cbr, concatenated.
 
     Block ``inception``: every layer name starts with ``name``.
     """
-    branch1 = layers.Conv2D(
-        ch, 3, strides=strides, padding="same", name=f"{name}_b1_conv"
-    )(x)
-    branch1 = layers.BatchNormalization(name=f"{name}_b1_bn")(branch1)
-    branch1 = layers.Activation("relu", name=f"{name}_b1_relu")(branch1)
+    branch1 = cbr(x, ch=ch, k=3, strides=strides, name=f"{name}_b1")
 
-    branch2 = layers.Conv2D(
-        ch, 3, strides=strides, padding="same", name=f"{name}_b2_conv"
-    )(x)
-    branch2 = layers.BatchNormalization(name=f"{name}_b2_bn")(branch2)
-    branch2 = layers.Activation("relu", name=f"{name}_b2_relu")(branch2)
+    branch2 = cbr(x, ch=ch, k=3, strides=strides, name=f"{name}_b2")
 
-    branch3 = layers.Conv2D(
-        ch, 3, strides=strides, padding="same", name=f"{name}_b3_1_conv"
-    )(x)
-    branch3 = layers.BatchNormalization(name=f"{name}_b3_1_bn")(branch3)
-    branch3 = layers.Activation("relu", name=f"{name}_b3_1_relu")(branch3)
-    branch3 = layers.Conv2D(ch, 3, padding="same", name=f"{name}_b3_2_conv")(branch3)
-    branch3 = layers.BatchNormalization(name=f"{name}_b3_2_bn")(branch3)
-    branch3 = layers.Activation("relu", name=f"{name}_b3_2_relu")(branch3)
+    branch3 = cbr(x, ch=ch, k=3, strides=strides, name=f"{name}_b3_1")
+    branch3 = cbr(branch3, ch=ch, k=3, strides=1, name=f"{name}_b3_2")
 
     branch4 = layers.MaxPooling2D(
         3, strides=1, padding="same", name=f"{name}_b4_1_maxpool"
     )(x)
-    branch4 = layers.Conv2D(
-        ch, 3, strides=strides, padding="same", name=f"{name}_b4_2_conv"
-    )(branch4)
-    branch4 = layers.BatchNormalization(name=f"{name}_b4_2_bn")(branch4)
-    branch4 = layers.Activation("relu", name=f"{name}_b4_2_relu")(branch4)
+    branch4 = cbr(branch4, ch=ch, k=3, strides=strides, name=f"{name}_b4_2")
 
     x = layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
     return x
@@ -58,10 +51,8 @@ def build_model():
     """
     inputs = keras.Input(shape=(28, 28, 1), name="input")
 
-    # stage1: conv 16x3, BN, ReLU
-    x = layers.Conv2D(16, 3, padding="same", name="stage1_conv")(inputs)
-    x = layers.BatchNormalization(name="stage1_bn")(x)
-    x = layers.Activation("relu", name="stage1_relu")(x)
+    # Block: cbr (ch=16, k=3, strides=1)
+    x = cbr(inputs, ch=16, k=3, strides=1, name="stage1")
 
     # Block: inception (ch=16, strides=2)
     x = inception(x, ch=16, strides=2, name="stage2_1_1")
