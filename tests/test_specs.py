@@ -1,7 +1,7 @@
 """Every spec in specs/ compiles, and the IR's analysis equals what Keras builds."""
 
 import pytest
-from conftest import SPECS
+from conftest import ROOT, SPECS
 
 from nincompile import api
 from nincompile.keras_builder import count_params
@@ -85,3 +85,17 @@ def _size(w):
     for d in w.shape:
         n *= int(d)
     return n
+
+
+def test_nin_bn_variants_differ_only_in_order():
+    from nincompile.spec import load_spec
+
+    dumps = {}
+    for order in ("bamd", "badm", "dbam", "bdam"):
+        spec = load_spec(ROOT / "specs" / f"nin_{order}.yaml").spec
+        assert spec.defaults.order == order.replace("m", "p")
+        dump = spec.model_dump(exclude={"name", "description"})
+        dump["defaults"].pop("order")
+        dumps[order] = dump
+    first = dumps.pop("bamd")
+    assert all(d == first for d in dumps.values())
