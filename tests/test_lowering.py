@@ -186,3 +186,11 @@ def _root():
     from pathlib import Path
 
     return Path(__file__).resolve().parent.parent
+
+
+def test_linear_activation_in_a_stage_adds_no_layer():
+    g = graph(
+        "name: m\ninput: [8, 8, 3]\nstages: [{conv: [4, 3], activation: linear}]\n"
+        "head: [flatten, {dense: 3, activation: linear}]\n"
+    )
+    assert [n.kind for n in g.nodes[1:]] == ["conv2d", "flatten", "dense"]
