@@ -410,6 +410,11 @@ def test_emit_check_passes_then_finds_stale_and_missing(project):
     spec.write_text(spec.read_text(encoding="utf-8") + "\n# changed\n", encoding="utf-8")
     result = runner.invoke(main, ["emit", "--check", str(spec)])
     assert result.exit_code == 1 and f"generated/{fine}.py: stale" in result.output
+    # A file no spec generates any more is reported when checking all specs.
+    (project / "generated" / "retired_model.py").write_text("x = 1\n", encoding="utf-8")
+    result = runner.invoke(main, ["emit", "--check"])
+    assert result.exit_code == 1 and "generated/retired_model.py: orphan" in result.output
+    (project / "generated" / "retired_model.py").unlink()
     # emit repairs everything, and the check passes again.
     result = runner.invoke(main, ["emit"])
     assert result.exit_code == 0, result.output

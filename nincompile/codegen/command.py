@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -35,6 +36,7 @@ def emit(specs, out, check) -> None:
     from .files import default_specs, prepare_out_dir, problem, render_specs, write
 
     try:
+        default_set = not specs
         specs = list(specs) or default_specs()
         if not specs:
             raise NincompileError("no SPEC given and no specs/*.yaml in the current folder")
@@ -53,9 +55,14 @@ def emit(specs, out, check) -> None:
         for g, why in bad:
             hint = "does not exist" if why == "missing" else f"differs from what {g.spec} generates"
             _fail(f"{g.target}: {why} ({hint})")
+        if default_set:  # with every spec in play, a file no spec generates is left over
+            orphans = sorted(set(Path(out_dir).glob("*.py")) - {g.target for g in generated})
+            for path in orphans:
+                _fail(f"{path}: orphan (no spec in specs/ generates it; delete it)")
+            bad += [(path, "orphan") for path in orphans]
         if bad:
             _fail(
-                f"{len(bad)} of {len(generated)} generated file(s) stale or missing; "
+                f"{len(bad)} generated file(s) stale, missing or orphaned; "
                 "run `nincompile emit` to update them"
             )
         elif generated:
