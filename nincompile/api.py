@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import NincompileError
+from .errors import KerasMismatch, NincompileError
 from .ir import Graph, lower
 from .spec import SpecSource, load_spec
 
@@ -84,10 +84,6 @@ def compile_source(source: SpecSource) -> Compiled:
 def compile_spec(path: str | os.PathLike) -> Compiled:
     """Validate and lower a spec file (no TensorFlow, no Keras)."""
     return compile_source(load_spec(path))
-
-
-class KerasMismatch(NincompileError):
-    """The Keras model disagrees with the IR: a bug in nincompile, never the user's."""
 
 
 def build(compiled: Compiled):

@@ -79,8 +79,8 @@ class ShapeError(NincompileError):
     pointing at the stage that caused it."""
 
 
-class CountMismatch(NincompileError):
-    """The compiled parameter counts differ from the spec's ``expect:``."""
+class KerasMismatch(NincompileError):
+    """The Keras model disagrees with the IR: a bug in nincompile, never the user's."""
 
 
 class ExportError(NincompileError):

@@ -99,3 +99,13 @@ def test_nin_bn_variants_differ_only_in_order():
         dumps[order] = dump
     first = dumps.pop("bamd")
     assert all(d == first for d in dumps.values())
+
+
+def test_build_refuses_a_model_whose_counts_differ_from_the_ir(monkeypatch):
+    from nincompile.errors import KerasMismatch
+    from nincompile.ir import nodes
+
+    monkeypatch.setattr(nodes.BatchNorm, "params", lambda self, shapes: nodes.Params(1, 1))
+    compiled = api.compile_spec(ROOT / "specs" / "baseline.yaml")
+    with pytest.raises(KerasMismatch, match="please report this bug"):
+        api.build(compiled)

@@ -38,12 +38,8 @@ class _Frame:
         self.scope = scope
         self.callers = callers
 
-    def child(self, env=None, scope=None, caller=None) -> _Frame:
-        return _Frame(
-            {**self.env, **(env or {})},
-            self.scope + ((scope,) if scope else ()),
-            self.callers + ((caller,) if caller else ()),
-        )
+    def with_vars(self, env: dict[str, Any]) -> _Frame:
+        return _Frame({**self.env, **env}, self.scope, self.callers)
 
 
 class Lowerer:
@@ -293,7 +289,7 @@ class Lowerer:
                 for k, v in st.with_.items()
             }
             sub = f"{prefix}_{r + 1}" if st.repeat > 1 else prefix
-            x = self.items(st.stages, x, sub, frame.child(env=env), (*path, "stages"))
+            x = self.items(st.stages, x, sub, frame.with_vars(env), (*path, "stages"))
         return x
 
     def _item_BlockCall(self, call: s.BlockCall, x, prefix, frame, path) -> str:
