@@ -85,3 +85,11 @@ class KerasMismatch(NincompileError):
 
 class ExportError(NincompileError):
     """ONNX export or its verification failed; nothing was written."""
+
+
+class DataError(NincompileError):
+    """Training or evaluation data could not be found, read or matched to the spec."""
+
+
+class TrainError(NincompileError):
+    """Training could not start or had to stop (bad run folder, NaN loss, ...)."""
