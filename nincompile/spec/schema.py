@@ -634,13 +634,39 @@ class Train(_Model):
         "mean_squared_error",
     ] = "sparse_categorical_crossentropy"
     from_logits: bool = False
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0, description="Label smoothing of the cross-entropy loss (0 for none)."
+    )
     metrics: list[Literal["accuracy", "top_5_accuracy"]] = Field(
         default_factory=lambda: ["accuracy"]
     )
     batch_size: Annotated[int, Field(ge=1)] = 128
     epochs: Annotated[int, Field(ge=1)] = 10
-    lr_schedule: dict[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]] | None = Field(
-        None, description="Step schedule: {first_epoch: learning_rate, ...} (0-based epochs)."
+    lr_schedule: (
+        dict[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]]
+        | Literal["constant", "cosine", "onecycle"]
+        | None
+    ) = Field(
+        None,
+        description="Step schedule {first_epoch: learning_rate, ...} (0-based epochs), or "
+        "'constant', 'cosine' (decay to min_learning_rate) or 'onecycle' (linear warm-up to "
+        "learning_rate, then linear decay to min_learning_rate).",
+    )
+    warmup_epochs: Annotated[float, Field(ge=0)] | None = Field(
+        None,
+        description="Linear warm-up from learning_rate/25 over this many epochs "
+        "(default: 0, or 30% of the epochs for onecycle).",
+    )
+    min_learning_rate: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="Where cosine and onecycle end."
+    )
+    mixed_precision: bool | Literal["float16", "bfloat16"] = Field(
+        False, description="Mixed precision: true (float16), 'float16' or 'bfloat16'."
+    )
+    jit_compile: bool | Literal["auto"] = Field(
+        "auto",
+        description="XLA/jit compilation of the training step; 'auto': on for JAX and for "
+        "TensorFlow on a GPU, off otherwise (it is slower on CPU).",
     )
     seed: int = 0
 
@@ -654,22 +680,52 @@ class Train(_Model):
 
 
 class Augment(_Model):
+    """Random augmentation during training only (never in the exported model)."""
+
     flip: Literal["horizontal", "vertical", "horizontal_and_vertical"] | None = None
     shift: Annotated[float, Field(ge=0, lt=1)] | None = Field(
-        None, description="Random translation as a fraction of height and width."
+        None,
+        description="Random translation by up to this fraction of height and width, "
+        "filled with 0 after normalisation (the NIN seed's 0.125).",
+    )
+    crop: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Random crop after zero-padding this many pixels on each side."
+    )
+    cutout: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Zero a random square of this many pixels per image."
     )
 
 
-class Data(_Model):
-    """Where the data comes from and how pixels are normalised: ``(x - mean) / std``."""
+DATASETS = ("cifar10", "fashion_mnist", "mnist", "folder", "synthetic")
 
-    dataset: str | None = Field(
-        None, description="'cifar10', 'fashion_mnist' or a folder of class sub-folders."
+
+class Data(_Model):
+    """Where the data comes from and how pixels are normalised: ``(x - mean) / std``
+    with pixels in 0..255 (without mean/std: ``x / 255``)."""
+
+    dataset: Literal["cifar10", "fashion_mnist", "mnist", "folder", "synthetic"] | None = Field(
+        None,
+        description="cifar10, fashion_mnist, mnist (Keras's loaders, or local files with "
+        "--data), folder (class sub-folders at 'path' or --data), synthetic (generated "
+        "images a model can learn, for tests and benchmarks).",
+    )
+    path: str | None = Field(
+        None, description="Local data (as --data): a folder of class sub-folders, a "
+        "cifar-10-batches-py folder, cifar-10-python.tar.gz or a folder of idx files."
     )
     classes: list[str] | None = None
     mean: list[float] | None = None
     std: list[Annotated[float, Field(gt=0)]] | None = None
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    limit: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Use at most this many training images (stratified, seeded); "
+        "the number of synthetic images (default 2048)."
+    )
+    resize: Literal["pad", "stretch", "crop"] = Field(
+        "pad",
+        description="How images of another size reach the input size: resize keeping the "
+        "aspect ratio and pad, stretch, or resize and crop to the aspect ratio.",
+    )
     augment: Augment | None = None
 
     @model_validator(mode="after")
@@ -682,6 +738,8 @@ class Data(_Model):
                 "'mean' and 'std' need one value per channel; received {m} and {s} values",
                 {"m": len(self.mean), "s": len(self.std)},
             )
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise PydanticCustomError("data", "data.classes has a repeated name")
         return self
 
 

@@ -1,0 +1,177 @@
+"""Preprocessing and augmentation on the device, as Keras layers built from a spec.
+
+A batch of raw ``uint8`` images of the data's own size goes through
+
+1. :class:`Preprocess`: cast to float32, resize to the model's input (keeping the
+   aspect ratio and padding, stretching or cropping, as ``data.resize`` says) and
+   normalise, ``(x - mean) / std`` with pixels in 0..255 (``x / 255`` without
+   mean/std, as seed 001 does);
+2. the augmentation layers of ``data.augment`` (flip, shift, crop, cutout), which act
+   only when called with ``training=True``, so validation, evaluation and prediction
+   see plain images;
+3. the model itself.
+
+These layers wrap the compiled model for training (:func:`wrap`) and are never saved
+with it: ``model.keras`` holds the model alone, whose input is the normalised image,
+and ``export --include-preprocessing`` folds the normalisation into ONNX from the
+spec's mean/std.  Only ``keras.ops`` and ``keras.random`` are used, so the pipeline
+runs on the TensorFlow, JAX and PyTorch backends, on CPU or GPU, with no host round
+trip per batch.
+"""
+
+from __future__ import annotations
+
+from ..keras_import import import_keras
+
+keras = import_keras()
+ops = keras.ops
+
+
+class Preprocess(keras.layers.Layer):
+    """uint8 pixels of any size -> the model's normalised float input."""
+
+    def __init__(self, size, mean, std, resize="pad", **kwargs):
+        super().__init__(dtype="float32", **kwargs)
+        self.size = tuple(int(s) for s in size)
+        self.mean = [float(m) for m in mean]
+        self.std = [float(s) for s in std]
+        self.resize = resize
+
+    def call(self, x):
+        x = ops.cast(x, "float32")
+        if tuple(x.shape[1:3]) != self.size:
+            x = ops.image.resize(
+                x,
+                self.size,
+                interpolation="bilinear",
+                pad_to_aspect_ratio=self.resize == "pad",
+                crop_to_aspect_ratio=self.resize == "crop",
+            )
+        mean = ops.convert_to_tensor(self.mean, dtype="float32")
+        std = ops.convert_to_tensor(self.std, dtype="float32")
+        return (x - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], *self.size, input_shape[3])
+
+
+class RandomPadCrop(keras.layers.Layer):
+    """Zero-pad ``padding`` pixels on each side, then crop a random window of the
+    original size (whole-pixel shifts, the usual CIFAR recipe)."""
+
+    def __init__(self, padding, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        p = self.padding
+        b = ops.shape(x)[0]
+        _, h, w, c = x.shape
+        xp = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+        oy = keras.random.randint((b,), 0, 2 * p + 1, seed=self.generator)
+        ox = keras.random.randint((b,), 0, 2 * p + 1, seed=self.generator)
+        rows = ops.expand_dims(oy, 1) + ops.expand_dims(ops.arange(h, dtype=oy.dtype), 0)
+        rows = ops.broadcast_to(ops.reshape(rows, (b, h, 1, 1)), (b, h, w + 2 * p, c))
+        xp = ops.take_along_axis(xp, rows, axis=1)
+        cols = ops.expand_dims(ox, 1) + ops.expand_dims(ops.arange(w, dtype=ox.dtype), 0)
+        cols = ops.broadcast_to(ops.reshape(cols, (b, 1, w, 1)), (b, h, w, c))
+        return ops.take_along_axis(xp, cols, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class Cutout(keras.layers.Layer):
+    """Set a random ``size`` x ``size`` square of each image to 0 (DeVries & Taylor,
+    2017); the square may hang over the edge."""
+
+    def __init__(self, size, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        b = ops.shape(x)[0]
+        _, h, w, _ = x.shape
+        cy = keras.random.randint((b, 1, 1, 1), 0, h, seed=self.generator)
+        cx = keras.random.randint((b, 1, 1, 1), 0, w, seed=self.generator)
+        half = self.size // 2
+        ys = ops.reshape(ops.arange(h, dtype=cy.dtype), (1, h, 1, 1))
+        xs = ops.reshape(ops.arange(w, dtype=cx.dtype), (1, 1, w, 1))
+        inside = (
+            (ys >= cy - half)
+            & (ys < cy - half + self.size)
+            & (xs >= cx - half)
+            & (xs < cx - half + self.size)
+        )
+        return ops.where(inside, ops.zeros_like(x), x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def augment_layers(augment) -> list:
+    """The Keras layers of a spec's ``data.augment`` (empty when it has none)."""
+    if augment is None:
+        return []
+    layers = []
+    if augment.flip:
+        layers.append(keras.layers.RandomFlip(augment.flip, name="augment_flip"))
+    if augment.shift:
+        layers.append(
+            keras.layers.RandomTranslation(
+                augment.shift,
+                augment.shift,
+                fill_mode="constant",
+                fill_value=0.0,
+                name="augment_shift",
+            )
+        )
+    if augment.crop:
+        layers.append(RandomPadCrop(augment.crop, name="augment_crop"))
+    if augment.cutout:
+        layers.append(Cutout(augment.cutout, name="augment_cutout"))
+    return layers
+
+
+def normalisation(data, channels: int) -> tuple[list[float], list[float]]:
+    """``(mean, std)`` per channel in pixel units; ``/255`` when the spec gives none."""
+    if data is not None and data.mean is not None:
+        return list(data.mean), list(data.std)
+    return [0.0] * channels, [255.0] * channels
+
+
+def wrap(model, raw_shape, data, *, augment: bool = True):
+    """``model`` behind :class:`Preprocess` (and, when ``augment``, the spec's
+    augmentation): a model that takes uint8 images of ``raw_shape`` (h, w, c)."""
+    h, w, c = (int(d) for d in model.input_shape[1:])
+    if raw_shape[2] != c:
+        raise ValueError(f"images have {raw_shape[2]} channels but the model takes {c}")
+    mean, std = normalisation(data, c)
+    inputs = keras.Input(tuple(raw_shape), dtype="uint8", name="pixels")
+    resize = data.resize if data is not None else "pad"
+    x = Preprocess((h, w), mean, std, resize, name="preprocess")(inputs)
+    if augment and data is not None:
+        for layer in augment_layers(data.augment):
+            x = layer(x)
+    outputs = model(x)
+    return keras.Model(inputs, outputs, name=f"{model.name}_pipeline")
+
+
+def reseed(model, seed: int, epoch: int) -> None:
+    """Set every random seed state in ``model`` (augmentation, dropout) from
+    ``(seed, epoch)``, so an epoch's randomness does not depend on earlier epochs."""
+    import numpy as np
+
+    for i, layer in enumerate(model._flatten_layers(include_self=True, recursive=True)):
+        for j, gen in enumerate(getattr(layer, "_seed_generators", [])):
+            state = np.array(
+                [(seed * 1_000_003 + i * 101 + j) % (2**31), epoch + 1],
+                dtype=keras.backend.standardize_dtype(gen.state.dtype),
+            )
+            gen.state.assign(state)
