@@ -8,11 +8,11 @@ counts equal the IR's; ``save_model`` writes a ``.keras`` file atomically.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import KerasMismatch, NincompileError
+from .files import atomic_write
 from .ir import Graph, lower
 from .spec import SpecSource, load_spec
 
@@ -104,24 +104,6 @@ def build_spec(path: str | os.PathLike):
     """``(compiled, keras_model)`` for a spec file."""
     compiled = compile_spec(path)
     return compiled, build(compiled)
-
-
-def atomic_write(target: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``target``; no partial file is left."""
-    target = Path(target)
-    parent = target.parent
-    if not parent.is_dir():
-        raise NincompileError(f"cannot write '{target}': folder '{parent}' does not exist")
-    if target.is_symlink():
-        raise NincompileError(f"refusing to write '{target}': it is a symbolic link")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(model, out_dir: str | os.PathLike, name: str) -> Path:

@@ -180,7 +180,7 @@ def schema(out) -> None:
     if out:
         from pathlib import Path
 
-        from .api import atomic_write
+        from .files import atomic_write
 
         atomic_write(Path(out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     else:

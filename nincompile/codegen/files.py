@@ -88,7 +88,7 @@ def prepare_out_dir(out: str | os.PathLike | None) -> Path:
 
 def write(generated: Generated) -> bool:
     """Write one module atomically; False when the file already holds this text."""
-    from ..api import atomic_write
+    from ..files import atomic_write
 
     if current(generated) == generated.text:
         return False

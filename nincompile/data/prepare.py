@@ -1,0 +1,117 @@
+"""Which images a command uses: the spec's ``data:`` section and ``--data``/``--val``
+resolved to training, validation or evaluation arrays (uint8, NHWC)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import DataError
+from . import sources
+from .split import stratified_split, stratified_subset
+
+KERAS_DATASETS = ("cifar10", "fashion_mnist", "mnist")
+SYNTHETIC_DEFAULT = 2048
+HOW_TO_PASS = (
+    "pass --data PATH: a folder of class sub-folders (as train/ in the CIFAR-10 JPEG "
+    "archive), a cifar-10-batches-py folder or cifar-10-python.tar.gz, or a folder of "
+    "MNIST/Fashion-MNIST idx files"
+)
+
+
+@dataclass
+class Datasets:
+    train: sources.RawData
+    val: sources.RawData | None
+    notes: list[str]
+
+
+def subset(raw: sources.RawData, idx, what: str) -> sources.RawData:
+    return dataclasses.replace(
+        raw, images=raw.images[idx], labels=raw.labels[idx], location=f"{raw.location} ({what})"
+    )
+
+
+def _check_outputs(raw: sources.RawData, n_outputs: int | None, where: str) -> None:
+    if n_outputs is not None and len(raw.classes) > n_outputs:
+        raise DataError(
+            f"{where}: {len(raw.classes)} classes but the model has {n_outputs} outputs; "
+            "make the last layer as wide as the number of classes"
+        )
+
+
+def _read(spec, path, split: str, cache_dir, progress) -> sources.RawData:
+    h, w, c = spec.input
+    data = spec.data
+    classes = list(data.classes) if data is not None and data.classes else None
+    return sources.read_source(
+        path, split=split, classes=classes, channels=c, size=(h, w), cache_dir=cache_dir,
+        progress=progress,
+    )  # fmt: skip
+
+
+def training_data(
+    spec, data_path=None, val_path=None, *, n_outputs=None, cache_dir=None, progress=None
+) -> Datasets:
+    """Training and validation images for ``spec`` (``--data``/``--val`` win over the
+    spec's ``data.path``/``data.dataset``)."""
+    data = spec.data
+    h, w, c = spec.input
+    seed = spec.train.seed if spec.train is not None else 0
+    path = data_path or (data.path if data is not None else None)
+    dataset = data.dataset if data is not None else None
+    classes = list(data.classes) if data is not None and data.classes else None
+    notes = []
+    if path is not None:
+        raw = _read(spec, path, "train", cache_dir, progress)
+    elif dataset == "synthetic":
+        n = (data.limit if data.limit else None) or SYNTHETIC_DEFAULT
+        k = len(classes) if classes else (n_outputs or 10)
+        raw = sources.synthetic(n, (h, w, c), classes or [f"class_{i}" for i in range(k)], seed)
+    elif dataset in KERAS_DATASETS:
+        raw = sources.load_keras_dataset(dataset, split="train", classes=classes, channels=c)
+    elif dataset == "folder":
+        raise DataError(f"data.dataset is 'folder' but no folder was given: {HOW_TO_PASS}")
+    else:
+        raise DataError(f"{spec.name}: the spec names no data set (data.dataset); {HOW_TO_PASS}")
+    _check_outputs(raw, n_outputs, raw.location)
+    notes.append(f"found {raw.describe()}")
+    if data is not None and data.limit and len(raw.labels) > data.limit:
+        raw = subset(raw, stratified_subset(raw.labels, data.limit, seed), f"{data.limit} images")
+        notes.append(f"using {len(raw.labels):,} of them (data.limit)")
+    val = None
+    if val_path is not None:
+        val = _read(spec, val_path, "test", cache_dir, progress)
+        if val.classes != raw.classes:
+            raise DataError(
+                f"--val {val_path} has classes {val.classes}, the training data {raw.classes}"
+            )
+        notes.append(f"validation: {val.describe()}")
+    else:
+        fraction = data.validation_split if data is not None else 0.1
+        if fraction > 0:
+            tr, va = stratified_split(raw.labels, fraction, seed)
+            if len(va) == 0 or len(tr) == 0:
+                raise DataError(
+                    f"data.validation_split={fraction} leaves no images for "
+                    f"{'validation' if len(va) == 0 else 'training'} out of {len(raw.labels)}"
+                )
+            val = subset(raw, va, f"validation split {fraction:g}")
+            raw = subset(raw, tr, "training split")
+            notes.append(
+                f"held out {len(va):,} images for validation (seeded, stratified); "
+                f"training on {len(tr):,}"
+            )
+        else:
+            notes.append("no validation split (data.validation_split = 0)")
+    if raw.images.shape[-1] != c:
+        raise DataError(f"images have {raw.images.shape[-1]} channels; the model takes {c}")
+    return Datasets(raw, val, notes)
+
+
+def evaluation_data(spec, path, *, n_outputs=None, cache_dir=None, progress=None):
+    """The images of ``--data PATH`` for ``evaluate`` (the test split of a CIFAR or
+    MNIST download; a class folder as it is)."""
+    raw = _read(spec, path, "test", cache_dir, progress)
+    _check_outputs(raw, n_outputs, str(path))
+    return raw

@@ -1,0 +1,339 @@
+"""``train()``: fit a spec's model on its data and keep the run folder current.
+
+One epoch at a time: the seeds' random states are set from ``(seed, epoch)``, the
+training images are visited in :func:`~nincompile.data.split.epoch_order`, Keras's
+own compiled training step runs (``model.fit`` for one epoch, on any backend), then
+validation, then the epoch is committed to the run folder (checkpoint, history,
+models, metrics, curves; ``checkpoint/state.json`` last).  Resuming restores the
+model's variables (weights, batch-norm statistics, seed states) and the optimiser's
+(step count, so the schedule too, and moments), so a resumed run ends with the same
+weights as one never interrupted.  Keras's ``BackupAndRestore`` is not used (keras
+issues #19179 and #19389).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, api
+from ..data import pipeline
+from ..data.prepare import training_data
+from ..data.split import epoch_order
+from ..errors import TrainError
+from ..files import atomic_write, sha256_text
+from ..keras_import import import_keras
+from . import recipe, report
+from . import run as runs
+from .schedule import EpochSchedule, describe
+
+keras = import_keras()
+
+
+class Reporter:
+    """What ``train`` tells its caller; the CLI prints, the library stays quiet."""
+
+    def note(self, text: str) -> None:
+        pass
+
+    def epoch_begin(self, epoch: int, epochs: int, steps: int, batch_size: int) -> None:
+        pass
+
+    def batch(self, step: int, logs: dict) -> None:
+        pass
+
+    def epoch_end(self, row: dict, epochs: int) -> None:
+        pass
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    history: list[dict]
+    metrics: dict
+    resumed_from: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class _BatchHook(keras.callbacks.Callback):
+    def __init__(self, reporter: Reporter):
+        super().__init__()
+        self.reporter = reporter
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.reporter.batch(batch, logs or {})
+
+
+def _variables(model, optimizer) -> list:
+    return [("model", v) for v in model.variables] + [("opt", v) for v in optimizer.variables]
+
+
+def _snapshot(model, optimizer) -> dict[str, np.ndarray]:
+    out = {}
+    for i, (kind, v) in enumerate(_variables(model, optimizer)):
+        out[f"{i:05d}_{kind}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
+    return out
+
+
+def _restore(model, optimizer, arrays: dict[str, np.ndarray], where: Path) -> None:
+    pairs = _variables(model, optimizer)
+    keys = sorted(arrays)
+    if len(keys) != len(pairs):
+        raise TrainError(
+            f"cannot resume '{where}': its checkpoint holds {len(keys)} variables, the model "
+            f"and optimiser have {len(pairs)}"
+        )
+    for key, (kind, var) in zip(keys, pairs, strict=True):
+        value = arrays[key]
+        if not key.endswith(kind) or tuple(value.shape) != tuple(var.shape):
+            raise TrainError(
+                f"cannot resume '{where}': checkpoint variable {key} has shape "
+                f"{tuple(value.shape)}, the model's {var.path} has {tuple(var.shape)}"
+            )
+        var.assign(value)
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _versions() -> dict:
+    out = {"nincompile": __version__, "keras": keras.__version__, "python": platform.python_version()}
+    out["numpy"] = np.__version__
+    backend = keras.backend.backend()
+    mod = sys.modules.get(backend)
+    if mod is not None and hasattr(mod, "__version__"):
+        out[backend] = mod.__version__
+    return out
+
+
+def _resolve_run(source, out, resume: bool) -> tuple[runs.RunFolder, dict | None]:
+    name = source.spec.name
+    if resume:
+        path = Path(out) if out is not None else runs.latest_run_path(name)
+        if path is None or not path.is_dir():
+            where = f"'{out}'" if out is not None else f"runs/{name}"
+            raise TrainError(f"nothing to resume: no run folder {where}; drop --resume")
+        run = runs.RunFolder(path)
+        state = run.state()
+        if state is None:
+            raise TrainError(
+                f"cannot resume '{path}': it has no completed epoch "
+                f"({runs.CHECKPOINT}/{runs.STATE} is missing); start a new run instead"
+            )
+        want = state.get("spec_sha256")
+        have = sha256_text(source.text)
+        if want != have:
+            raise TrainError(
+                f"cannot resume '{path}': it was trained from a different spec "
+                f"(run spec sha256 {want}, this spec {have}); resume with the run's own "
+                f"spec ({path / runs.SPEC}) or start a new run"
+            )
+        return run, state
+    run = runs.RunFolder(runs.new_run_path(out, name))
+    return run, None
+
+
+def train(
+    source,
+    *,
+    data=None,
+    val=None,
+    out=None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    cache_dir=None,
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Train the spec of ``source`` (a :class:`SpecSource`, overrides already applied).
+
+    ``data``/``val``: paths that win over the spec's ``data:``; ``out``: the run folder
+    (default ``runs/<name>``, numbered when taken); ``resume``: continue ``out`` (or
+    the newest ``runs/<name>*``) from its last completed epoch; ``stop_after``: stop
+    after this many epochs in this call (resume later).
+    """
+    reporter = reporter or Reporter()
+    t_start = time.perf_counter()
+    compiled = api.compile_source(source)
+    spec = compiled.spec
+    train_cfg = spec.train if spec.train is not None else _default_train()
+    run, state = _resolve_run(source, out, resume)
+
+    datasets = training_data(
+        spec, data, val, n_outputs=_outputs(compiled), cache_dir=cache_dir
+    )
+    for note in datasets.notes:
+        reporter.note(note)
+    x, y = datasets.train.images, datasets.train.labels
+    xv = yv = None
+    if datasets.val is not None:
+        xv, yv = datasets.val.images, datasets.val.labels
+
+    policy = recipe.dtype_policy(train_cfg.mixed_precision)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        keras.utils.set_random_seed(train_cfg.seed)
+        model = api.build(compiled)
+        wrapper = pipeline.wrap(model, x.shape[1:], spec.data)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    bs = train_cfg.batch_size
+    steps = max(1, math.ceil(len(y) / bs))
+    schedule = EpochSchedule(train_cfg, steps)
+    optimizer = recipe.optimizer(train_cfg, schedule)
+    jit = recipe.jit_compile(train_cfg.jit_compile)
+    wrapper.compile(
+        optimizer=optimizer,
+        loss=recipe.loss(train_cfg, len(datasets.train.classes)),
+        metrics=recipe.metrics(train_cfg),
+        jit_compile=jit,
+    )
+    device = recipe.device()
+    reporter.note(
+        f"training {spec.name} on {keras.backend.backend()} ({device['kind']}: {device['name']}), "
+        f"jit_compile={jit}, precision {policy}, {train_cfg.optimizer} lr "
+        f"{train_cfg.learning_rate:g} ({describe(train_cfg)}), batch {bs}, "
+        f"{train_cfg.epochs} epochs"
+    )
+
+    start = 0
+    history: list[dict] = []
+    best = None
+    spent = 0.0
+    if state is not None:
+        optimizer.build(wrapper.trainable_variables)
+        state, arrays = run.load_checkpoint()
+        _restore(wrapper, optimizer, arrays, run.path)
+        start = int(state["epoch"])
+        history = run.read_history(upto=start - 1)
+        if len(history) != start:
+            raise TrainError(
+                f"cannot resume '{run.path}': history.csv has {len(history)} rows for "
+                f"{start} completed epochs"
+            )
+        best = state.get("best")
+        spent = float(state.get("train_seconds", 0.0))
+        reporter.note(f"resuming {run.path} after epoch {start} of {train_cfg.epochs}")
+    else:
+        run.create()
+        atomic_write(run.file(runs.SPEC), lambda tmp: tmp.write_text(source.text, "utf-8"))
+        reporter.note(f"run folder: {run.path}")
+
+    tb = report.TensorBoardLog(run.file(runs.TENSORBOARD))
+    hooks = [keras.callbacks.TerminateOnNaN(), _BatchHook(reporter)]
+    epochs_here = 0
+    for epoch in range(start, train_cfg.epochs):
+        if stop_after is not None and epochs_here >= stop_after:
+            break
+        pipeline.reseed(wrapper, train_cfg.seed, epoch)
+        order = epoch_order(len(y), train_cfg.seed, epoch)
+        lr = float(keras.ops.convert_to_numpy(schedule(epoch * steps)))
+        reporter.epoch_begin(epoch, train_cfg.epochs, steps, bs)
+        t0 = time.perf_counter()
+        fit = wrapper.fit(
+            x[order], y[order], batch_size=bs, epochs=epoch + 1, initial_epoch=epoch,
+            shuffle=False, verbose=0, callbacks=hooks,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+        logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
+        if not _finite(logs.get("loss")):
+            raise TrainError(
+                f"the loss became {logs.get('loss')} in epoch {epoch + 1}; training stopped. "
+                f"{run.path} keeps the last good epoch ({epoch}); try a lower learning rate "
+                "(--set train.learning_rate=...)"
+            )
+        row = {
+            "epoch": epoch,
+            "loss": logs.get("loss"),
+            "accuracy": logs.get("accuracy"),
+            "learning_rate": lr,
+            "seconds": seconds,
+            "images_per_second": len(y) / seconds if seconds > 0 else None,
+        }
+        if xv is not None:
+            ev = wrapper.evaluate(xv, yv, batch_size=max(bs, 256), verbose=0, return_dict=True)
+            row["val_loss"] = float(ev.get("loss"))
+            row["val_accuracy"] = float(ev["accuracy"]) if "accuracy" in ev else None
+        history.append(row)
+        spent += seconds
+        epochs_here += 1
+        improved = _better(row, best)
+        if improved:
+            best = {k: row.get(k) for k in ("epoch", "val_accuracy", "val_loss", "accuracy", "loss")}
+        _commit(run, model, history, improved)
+        metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
+                           datasets, spent, time.perf_counter() - t_start)  # fmt: skip
+        run.write_json(runs.METRICS, metrics)
+        report.curves(history, run.file(runs.CURVES), spec.name)
+        tb.epoch(row)
+        run.save_checkpoint(
+            epoch + 1,
+            _snapshot(wrapper, optimizer),
+            {"spec_sha256": sha256_text(source.text), "best": best, "train_seconds": spent},
+        )
+        reporter.epoch_end(row, train_cfg.epochs)
+    tb.close()
+    metrics = run.read_json(runs.METRICS) or {}
+    return TrainResult(run.path, history, metrics, start, datasets.notes)
+
+
+def _better(row: dict, best: dict | None) -> bool:
+    if best is None:
+        return True
+    if row.get("val_accuracy") is not None and best.get("val_accuracy") is not None:
+        return row["val_accuracy"] > best["val_accuracy"]
+    key = "val_loss" if row.get("val_loss") is not None else "loss"
+    return row[key] is not None and best.get(key) is not None and row[key] < best[key]
+
+
+def _commit(run, model, history, improved) -> None:
+    """Write this epoch's history and models (each atomically); the checkpoint and its
+    state.json come after, as the commit."""
+    run.write_history(history)
+    atomic_write(run.file(runs.MODEL), lambda tmp: model.save(tmp))
+    if improved:
+        atomic_write(run.file(runs.BEST), lambda tmp: model.save(tmp))
+
+
+def _metrics(spec, compiled, history, best, train_cfg, device, jit, policy, datasets, spent, wall):
+    last = history[-1]
+    ips = [r["images_per_second"] for r in history if r.get("images_per_second")]
+    return {
+        "name": spec.name,
+        "epochs_completed": len(history),
+        "epochs": train_cfg.epochs,
+        "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+        "best": best,
+        "train_seconds": spent,
+        "wall_seconds_this_session": wall,
+        "images_per_second": float(np.median(ips)) if ips else None,
+        "train_images": int(len(datasets.train.labels)),
+        "val_images": int(len(datasets.val.labels)) if datasets.val is not None else 0,
+        "classes": list(datasets.train.classes),
+        "data": datasets.notes,
+        "params": compiled.counts(),
+        "macs": compiled.graph.macs,
+        "backend": keras.backend.backend(),
+        "device": device,
+        "jit_compile": jit,
+        "dtype_policy": policy,
+        "versions": _versions(),
+    }
+
+
+def _outputs(compiled) -> int | None:
+    graph = compiled.graph
+    return int(graph.shapes[graph.output.name][-1])
+
+
+def _default_train():
+    from ..spec.schema import Train
+
+    return Train()
