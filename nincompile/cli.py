@@ -190,9 +190,13 @@ def schema(out) -> None:
 def _register_subcommands() -> None:
     from .codegen.command import emit
     from .export.command import export
+    from .train.command import evaluate, predict, train
 
     main.add_command(emit)
     main.add_command(export)
+    main.add_command(train)
+    main.add_command(evaluate)
+    main.add_command(predict)
 
 
 _register_subcommands()

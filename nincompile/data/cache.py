@@ -52,7 +52,7 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | bool | None) -> Path | None
 
 def folder_key(
     root: str | os.PathLike,
-    files: Sequence[Path],
+    files: Sequence[str],
     *,
     channels: int,
     size: tuple[int, int] | None,
@@ -60,10 +60,11 @@ def folder_key(
 ) -> str:
     """The sha256 hex key of one decoded folder (see the module docstring).
 
+    ``files`` are the image files' paths relative to ``root`` ("cat/0001.jpg").
     Raises ``OSError`` if a file vanished since it was listed; callers treat that
     as "do not cache".
     """
-    root = Path(root).resolve()
+    root = os.path.abspath(root)
     h = hashlib.sha256()
 
     def add(*parts: object) -> None:
@@ -73,9 +74,9 @@ def folder_key(
 
     add("nincompile-folder-cache", FORMAT_VERSION, root, channels, size, len(classes), *classes)
     add(len(files))
-    for f in files:
-        st = os.stat(f)
-        add(Path(f).resolve().relative_to(root).as_posix(), st.st_size, st.st_mtime_ns)
+    for rel in files:
+        st = os.stat(os.path.join(root, rel))
+        add(rel.replace(os.sep, "/"), st.st_size, st.st_mtime_ns)
     return h.hexdigest()
 
 

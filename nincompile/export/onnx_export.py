@@ -449,28 +449,21 @@ def list_images(folder: str | os.PathLike, limit: int = MAX_DATA_IMAGES) -> list
 def load_images(paths: list[Path], shape: tuple[int, int, int]):
     """Images as float32 pixels 0..255, resized (bilinear) to ``(height, width, channels)``.
 
-    Decoded with ``tf.io.decode_image`` (JPEG, PNG), so no imaging library is needed.
+    Decoded with Pillow through :func:`nincompile.data.sources.read_images`.
     """
     import numpy as np
 
-    _keras()
-    import tensorflow as tf
+    from ..data.sources import read_images
+    from ..errors import DataError
 
     h, w, c = shape
     if c not in (1, 3, 4):
         raise OptionError(f"--data needs a model with 1, 3 or 4 input channels; this has {c}")
-    out = []
-    for p in paths:
-        try:
-            img = tf.io.decode_image(tf.io.read_file(str(p)), channels=c, expand_animations=False)
-        except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise OptionError(f"cannot read image '{p}': {first}") from None
-        img = tf.cast(img, tf.float32)
-        if tuple(img.shape[:2]) != (h, w):
-            img = tf.image.resize(img, (h, w), method="bilinear")
-        out.append(img.numpy())
-    return np.stack(out).astype(np.float32)
+    try:
+        images = read_images(paths, channels=c, size=(h, w))
+    except DataError as err:
+        raise OptionError(str(err)) from None
+    return images.astype(np.float32)
 
 
 # ---------------------------------------------------------------------- report

@@ -38,7 +38,8 @@ def _parse_one(raw: str) -> tuple[tuple[str | int, ...], object]:
         parsed = yaml.load(value, Loader=_Loader) if value.strip() else None
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0]
-        raise SpecError([SpecProblem(f"value is not valid YAML ({first})", (), f"--set {raw}")])
+        problem = SpecProblem(f"value is not valid YAML ({first})", (), f"--set {raw}")
+        raise SpecError([problem]) from None
     return tuple(parts), parsed
 
 
@@ -93,8 +94,12 @@ def apply_overrides(source: SpecSource, overrides: list[str] | tuple[str, ...]) 
         _assign(data, path, value, raw)
         parsed.append((path, raw))
     header = f"# {source.file} with " + " ".join(f"--set {raw}" for _, raw in parsed)
-    text = header.replace("\n", " ") + "\n" + yaml.safe_dump(
-        data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+    text = (
+        header.replace("\n", " ")
+        + "\n"
+        + yaml.safe_dump(
+            data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
+        )
     )
     try:
         return parse_spec(text, source.file)

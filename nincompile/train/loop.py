@@ -34,6 +34,7 @@ from . import run as runs
 from .schedule import EpochSchedule, describe
 
 keras = import_keras()
+BEST_KEYS = ("epoch", "val_accuracy", "val_loss", "accuracy", "loss")
 
 
 class Reporter:
@@ -104,8 +105,8 @@ def _finite(x) -> bool:
 
 
 def _versions() -> dict:
-    out = {"nincompile": __version__, "keras": keras.__version__, "python": platform.python_version()}
-    out["numpy"] = np.__version__
+    out = {"nincompile": __version__, "keras": keras.__version__, "numpy": np.__version__}
+    out["python"] = platform.python_version()
     backend = keras.backend.backend()
     mod = sys.modules.get(backend)
     if mod is not None and hasattr(mod, "__version__"):
@@ -165,9 +166,7 @@ def train(
     train_cfg = spec.train if spec.train is not None else _default_train()
     run, state = _resolve_run(source, out, resume)
 
-    datasets = training_data(
-        spec, data, val, n_outputs=_outputs(compiled), cache_dir=cache_dir
-    )
+    datasets = training_data(spec, data, val, n_outputs=_outputs(compiled), cache_dir=cache_dir)
     for note in datasets.notes:
         reporter.note(note)
     x, y = datasets.train.images, datasets.train.labels
@@ -266,7 +265,7 @@ def train(
         epochs_here += 1
         improved = _better(row, best)
         if improved:
-            best = {k: row.get(k) for k in ("epoch", "val_accuracy", "val_loss", "accuracy", "loss")}
+            best = {k: row.get(k) for k in BEST_KEYS}
         _commit(run, model, history, improved)
         metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
                            datasets, spent, time.perf_counter() - t_start)  # fmt: skip

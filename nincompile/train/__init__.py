@@ -1,0 +1,1 @@
+"""Training, evaluation and prediction: the run folder, the loop, schedules."""

@@ -1,0 +1,250 @@
+"""``nincompile train``, ``evaluate`` and ``predict``: thin shells over
+:func:`nincompile.train.loop.train` and :mod:`nincompile.train.infer`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..cli_support import user_errors
+
+
+def _echo(text: str, as_json: bool) -> None:
+    click.echo(text, err=as_json)
+
+
+def _fmt(value, spec=".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    ips = row.get("images_per_second")
+    return (
+        f"epoch {row['epoch'] + 1}/{epochs}  loss {_fmt(row.get('loss'))}  "
+        f"acc {_fmt(row.get('accuracy'))}  val_loss {_fmt(row.get('val_loss'))}  "
+        f"val_acc {_fmt(row.get('val_accuracy'))}  lr {row['learning_rate']:.3g}  "
+        f"{row['seconds']:.1f}s  {ips:,.0f} img/s"
+    )
+
+
+def _console_reporter(as_json: bool):
+    from .loop import Reporter
+
+    tty = sys.stdout.isatty() and not as_json
+
+    class Console(Reporter):
+        def __init__(self):
+            self.progress = None
+            self.task = None
+            self.last = 0.0
+            self.t0 = 0.0
+            self.batch_size = 1
+
+        def note(self, text):
+            _echo(text, as_json)
+
+        def epoch_begin(self, epoch, epochs, steps, batch_size):
+            self.t0 = time.perf_counter()
+            self.batch_size = batch_size
+            if not tty:
+                return
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn(f"epoch {epoch + 1}/{epochs}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=steps, stats="")
+
+        def batch(self, step, logs):
+            if self.progress is None:
+                return
+            now = time.perf_counter()
+            if now - self.last < 0.25:
+                return
+            self.last = now
+            ips = (step + 1) * self.batch_size / max(now - self.t0, 1e-9)
+            stats = f"{ips:,.0f} img/s"
+            for key, label in (("loss", "loss"), ("accuracy", "acc")):
+                if key in logs:
+                    stats += f"  {label} {float(logs[key]):.4f}"
+            self.progress.update(self.task, completed=step + 1, stats=stats)
+
+        def epoch_end(self, row, epochs):
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
+            _echo(epoch_line(row, epochs), as_json)
+
+    return Console()
+
+
+@click.command()
+@click.argument("spec", type=click.Path(path_type=str))
+@click.option(
+    "--data", type=click.Path(path_type=str),
+    help="Local training data: a folder of class sub-folders, a cifar-10-batches-py folder "
+    "or cifar-10-python.tar.gz, or a folder of MNIST idx files.",
+)  # fmt: skip
+@click.option(
+    "--val", type=click.Path(path_type=str),
+    help="Separate validation data (same forms; the test split of a download).",
+)  # fmt: skip
+@click.option("--epochs", type=click.IntRange(min=1), help="Sets train.epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Sets train.batch_size.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=str),
+    help="Run folder.  [default: runs/<name>, numbered when taken]",
+)  # fmt: skip
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+    help="Override a spec field, e.g. --set train.learning_rate=0.01 (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--resume", is_flag=True,
+    help="Continue --out (or SPEC when it is a run folder, or the newest runs/<name>) "
+    "from its last completed epoch.",
+)  # fmt: skip
+@click.option(
+    "--stop-after", type=click.IntRange(min=1),
+    help="Stop after N epochs in this call (resume later with --resume).",
+)  # fmt: skip
+@click.option(
+    "--mixed-precision", type=click.Choice(["off", "float16", "bfloat16"]),
+    help="Sets train.mixed_precision.",
+)  # fmt: skip
+@click.option(
+    "--jit-compile", type=click.Choice(["auto", "on", "off"]), help="Sets train.jit_compile."
+)
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False, path_type=str),
+    help="Decoded-image cache.  [default: $NINCOMPILE_CACHE or ~/.cache/nincompile]",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
+@user_errors
+def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
+          mixed_precision, jit_compile, cache_dir, as_json) -> None:  # fmt: skip
+    """Train SPEC (a spec file, or a run folder with --resume) and write a run folder.
+
+    The run folder holds spec.yaml (overrides applied), history.csv, metrics.json,
+    curves.png, model.keras, best.keras, checkpoint/ (for --resume) and tensorboard/.
+    Exits 1 on bad input, on a NaN loss (the last good epoch is kept) or when --resume
+    meets a run made from another spec.
+    """
+    from ..spec import load_spec
+    from ..spec.overrides import apply_overrides
+    from . import run as runs
+    from .loop import train as train_run
+
+    sets = list(overrides)
+    for key, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if value is not None:
+            sets.append(f"train.{key}={value}")
+    if mixed_precision is not None:
+        value = "false" if mixed_precision == "off" else mixed_precision
+        sets.append(f"train.mixed_precision={value}")
+    if jit_compile is not None:
+        value = {"on": "true", "off": "false"}.get(jit_compile, "auto")
+        sets.append(f"train.jit_compile={value}")
+    spec_path = Path(spec)
+    if spec_path.is_dir():
+        if not resume:
+            raise click.UsageError(
+                f"'{spec}' is a folder: pass a spec file, or add --resume to continue a run"
+            )
+        if out is not None and Path(out).resolve() != spec_path.resolve():
+            raise click.UsageError("give the run folder once: as SPEC or as --out, not both")
+        out = str(spec_path)
+        spec_path = spec_path / runs.SPEC
+    source = apply_overrides(load_spec(spec_path), sets)
+    result = train_run(
+        source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,
+        cache_dir=cache_dir, reporter=_console_reporter(as_json),
+    )  # fmt: skip
+    m = result.metrics
+    if as_json:
+        click.echo(json.dumps({"run": str(result.run), **m}, indent=2))
+        return
+    best = m.get("best") or {}
+    if m.get("epochs_completed", 0) < m.get("epochs", 0):
+        click.echo(
+            f"stopped after epoch {m.get('epochs_completed')} of {m.get('epochs')}; continue "
+            f"with: nincompile train {result.run} --resume"
+        )
+    if best.get("val_accuracy") is not None:
+        click.echo(
+            f"best val_accuracy {best['val_accuracy']:.4f} (epoch {best['epoch'] + 1}); "
+            f"final val_accuracy {_fmt(m['final'].get('val_accuracy'))}"
+        )
+    click.echo(f"wrote {result.run}")
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("--data", required=True, type=click.Path(path_type=str),
+              help="Labelled images: a class folder, cifar-10-batches-py (its test_batch), "
+              "cifar-10-python.tar.gz or MNIST idx files (t10k).")  # fmt: skip
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--confusion", type=click.Path(dir_okay=False, path_type=str),
+    help="Where to write the confusion-matrix PNG.  [default: RUN/confusion.png or "
+    "MODEL.confusion.png]",
+)  # fmt: skip
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=str),
+              help="Decoded-image cache.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@user_errors
+def evaluate(model, data, batch_size, confusion, cache_dir, as_json) -> None:
+    """Loss, accuracy and per-class accuracy of MODEL (a run folder or a .keras file)."""
+    from .infer import evaluate as run_evaluate
+
+    result = run_evaluate(model, data, batch_size=batch_size, confusion_png=confusion,
+                          cache_dir=cache_dir)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['model']} on {result['data']}")
+    click.echo(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  "
+               f"({result['images']:,} images)")  # fmt: skip
+    width = max(len(c) for c in result["per_class"]) if result["per_class"] else 5
+    for name, row in result["per_class"].items():
+        click.echo(f"  {name:<{width}}  {row['accuracy']:.4f}  ({row['images']:,})")
+    click.echo(f"wrote {result['confusion_png']}")
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many classes to show per image.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@user_errors
+def predict(model, images, top, as_json) -> None:
+    """Classify IMAGES (files or folders) with MODEL (a run folder or a .keras file)."""
+    from .infer import predict as run_predict
+
+    result = run_predict(model, images, top=top)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for item in result:
+        guesses = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in item["top"])
+        click.echo(f"{item['file']}: {guesses}")
