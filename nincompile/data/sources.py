@@ -908,8 +908,10 @@ def synthetic(
     seed: int = 0,
 ) -> RawData:
     """``n`` seeded images of ``shape`` = (h, w, c) whose labels a small conv net learns
-    in an epoch or two: each class has a fixed random low-frequency template;
-    image = clip(128 + 60 * template + 20 * noise).  Labels are balanced
+    in an epoch or two, even through global pooling and flips or shifts: each class
+    has a colour (brightness levels spread evenly over the classes in channel 0,
+    random in the others) and a fixed random low-frequency texture;
+    image = clip(128 + colour + 40 * texture + 20 * noise).  Labels are balanced
     (``i % k``, shuffled).  The same arguments give the same data."""
     try:
         h, w, c = (int(s) for s in shape)
@@ -948,6 +950,8 @@ def synthetic(
             t -= t.mean()
             t /= t.std() + 1e-6
             templates[j, :, :, ch] = t
+    colours = rng.uniform(-40.0, 40.0, (k, c)).astype(np.float32)
+    colours[:, 0] = rng.permutation(np.linspace(-60.0, 60.0, k, dtype=np.float32))
     labels = (np.arange(n) % k).astype(np.int32)
     rng.shuffle(labels)
     images = np.empty((n, h, w, c), dtype=np.uint8)
@@ -955,6 +959,6 @@ def synthetic(
     for i in range(0, n, step):
         lab = labels[i : i + step]
         noise = rng.standard_normal((len(lab), h, w, c), dtype=np.float32)
-        x = 128.0 + 60.0 * templates[lab] + 20.0 * noise
+        x = 128.0 + colours[lab][:, None, None, :] + 40.0 * templates[lab] + 20.0 * noise
         images[i : i + step] = np.clip(np.rint(x), 0, 255).astype(np.uint8)
     return RawData(images, labels, names, "synthetic", f"synthetic, seed {seed}")

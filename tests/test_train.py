@@ -1,0 +1,320 @@
+"""``nincompile train``/``evaluate``/``predict`` on tiny models and synthetic data:
+run folder contents, exact resume (also after kill -9), refusals, NaN, overrides."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT
+
+from nincompile.cli import main
+from nincompile.spec import load_spec
+from nincompile.spec.overrides import apply_overrides
+from nincompile.train import run as runs
+from nincompile.train.loop import train
+
+TINY = """\
+name: tiny
+input: [12, 12, 3]
+stages:
+  - {conv: [6, 3], padding: same, batch_norm: true, activation: relu, pool: {max: 2},
+     dropout: 0.1}
+head: [gap, {dense: 4, activation: softmax}]
+train: {optimizer: adam, learning_rate: 0.02, batch_size: 32, epochs: 3, lr_schedule: cosine,
+        warmup_epochs: 1, seed: 3}
+data:
+  dataset: synthetic
+  limit: 320
+  classes: [a, b, c, d]
+  augment: {flip: horizontal, shift: 0.125, crop: 2, cutout: 4}
+"""
+
+
+@pytest.fixture
+def tiny(spec_file):
+    return spec_file(TINY, "tiny.yaml")
+
+
+def _weights(path):
+    import keras
+
+    return keras.saving.load_model(path, compile=False).get_weights()
+
+
+def _same_weights(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert len(wa) == len(wb)
+    return max(float(np.abs(x - y).max()) for x, y in zip(wa, wb, strict=True))
+
+
+def _history(run):
+    with open(Path(run) / runs.HISTORY, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_cli_writes_a_complete_run_folder(tiny, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", str(tiny), "--out", str(out), "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.output and "img/s" in result.output
+    for name in (runs.SPEC, runs.HISTORY, runs.METRICS, runs.CURVES, runs.MODEL, runs.BEST):
+        assert (out / name).is_file(), name
+    assert (out / runs.CHECKPOINT / runs.STATE).is_file()
+    assert any((out / runs.TENSORBOARD).iterdir())
+    rows = _history(out)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert list(rows[0]) == list(runs.HISTORY_COLUMNS)
+    metrics = json.loads((out / runs.METRICS).read_text())
+    assert metrics["epochs_completed"] == 2 and metrics["backend"] == "tensorflow"
+    assert metrics["final"]["val_accuracy"] == pytest.approx(float(rows[-1]["val_accuracy"]))
+    assert metrics["params"] == {"total": 220, "trainable": 208, "non_trainable": 12}
+    # the resolved spec (override applied) is what the run stores
+    assert load_spec(out / runs.SPEC).spec.train.epochs == 2
+    # model.keras is the bare model: no preprocessing or augmentation layers
+    import keras
+
+    model = keras.saving.load_model(out / runs.MODEL, compile=False)
+    assert not [layer.name for layer in model.layers if "augment" in layer.name]
+    assert model.input_shape == (None, 12, 12, 3)
+
+
+def test_default_run_folder_is_numbered_not_overwritten(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(main, ["train", str(tiny), "--epochs", "1"])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "tiny" / runs.MODEL).is_file()
+    assert (tmp_path / "runs" / "tiny-2" / runs.MODEL).is_file()
+    again = runner.invoke(main, ["train", str(tiny), "--out", "runs/tiny"])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_learns_synthetic_data(tiny, tmp_path):
+    source = apply_overrides(load_spec(tiny), ["train.epochs=6", "data.limit=640"])
+    result = train(source, out=tmp_path / "r")
+    assert result.metrics["best"]["val_accuracy"] >= 0.6  # chance is 0.25
+
+
+def test_resume_ends_with_the_same_weights(tiny, tmp_path):
+    source = load_spec(tiny)
+    train(source, out=tmp_path / "straight")
+    train(source, out=tmp_path / "pieces", stop_after=1)
+    assert [r["epoch"] for r in _history(tmp_path / "pieces")] == ["0"]
+    train(source, out=tmp_path / "pieces", resume=True, stop_after=1)
+    train(source, out=tmp_path / "pieces", resume=True)
+    assert _same_weights(tmp_path / "straight" / runs.MODEL, tmp_path / "pieces" / runs.MODEL) == 0
+    a, b = _history(tmp_path / "straight"), _history(tmp_path / "pieces")
+    assert [r["epoch"] for r in b] == ["0", "1", "2"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        assert [r[key] for r in a] == [r[key] for r in b]
+
+
+def test_resume_differs_when_optimiser_state_is_lost(tiny, tmp_path):
+    """The resume test above can fail: dropping the Adam moments changes the weights."""
+    source = load_spec(tiny)
+    train(source, out=tmp_path / "straight")
+    train(source, out=tmp_path / "pieces", stop_after=1)
+    state_file = tmp_path / "pieces" / runs.CHECKPOINT / runs.STATE
+    state = json.loads(state_file.read_text())
+    ckpt = tmp_path / "pieces" / runs.CHECKPOINT / state["checkpoint"]
+    with np.load(ckpt) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays = {k: (np.zeros_like(v) if k.endswith("opt") and v.ndim > 0 else v)
+              for k, v in arrays.items()}  # fmt: skip
+    with open(ckpt, "wb") as f:
+        np.savez(f, **arrays)
+    train(source, out=tmp_path / "pieces", resume=True)
+    assert _same_weights(tmp_path / "straight" / runs.MODEL, tmp_path / "pieces" / runs.MODEL) > 0
+
+
+KILL_SPEC = TINY.replace("epochs: 3", "epochs: 6").replace("limit: 320", "limit: 1280")
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(spec_file, tmp_path):
+    spec = spec_file(KILL_SPEC, "tiny.yaml")
+    run = tmp_path / "killed"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [sys.executable, "-m", "nincompile.cli", "train", str(spec), "--out", str(run)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    state = run / runs.CHECKPOINT / runs.STATE
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if state.is_file() and json.loads(state.read_text() or "{}").get("epoch", 0) >= 2:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"training ended before it could be killed: {proc.stderr.read()!r}")
+            time.sleep(0.05)
+        else:
+            pytest.fail("no epoch completed in time")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = json.loads(state.read_text())["epoch"]
+    assert 2 <= done < 6
+    assert not list(run.glob(".*")), "a temporary file was left behind"
+    source = load_spec(spec)
+    train(source, out=run, resume=True)
+    train(source, out=tmp_path / "straight")
+    assert [r["epoch"] for r in _history(run)] == [str(i) for i in range(6)]
+    assert _same_weights(run / runs.MODEL, tmp_path / "straight" / runs.MODEL) < 1e-6
+
+
+def test_resume_refuses_a_run_of_another_spec(tiny, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "r"
+    assert (
+        runner.invoke(main, ["train", str(tiny), "--out", str(out), "--epochs", "1"]).exit_code == 0
+    )
+    result = runner.invoke(
+        main, ["train", str(tiny), "--out", str(out), "--epochs", "1", "--resume",
+               "--set", "train.learning_rate=0.5"]
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "different spec" in result.output
+    assert len([w for w in result.output.split() if len(w.strip("(),;")) == 64]) == 2
+    # the run folder's own spec resumes it
+    ok = runner.invoke(main, ["train", str(out), "--resume"])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_resume_of_nothing_is_a_clear_error(tiny, tmp_path):
+    result = CliRunner().invoke(main, ["train", str(tiny), "--out", str(tmp_path / "x"),
+                                       "--resume"])  # fmt: skip
+    assert result.exit_code == 1 and "nothing to resume" in result.output
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny, tmp_path):
+    out = tmp_path / "nan"
+    tiny_std = "[1.0e-38, 1.0e-38, 1.0e-38]"  # pixels / 1e-38 overflow to inf, then NaN
+    result = CliRunner().invoke(
+        main, ["train", str(tiny), "--out", str(out), "--set", "data.mean=[0, 0, 0]",
+               "--set", f"data.std={tiny_std}"]
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "the loss became nan" in result.output.lower()
+    assert "Traceback" not in result.output
+    assert not (out / runs.CHECKPOINT / runs.STATE).exists()
+    assert not list(out.rglob(".*.*")), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.learning_rate=abc", "--set train.learning_rate=abc: train.learning_rate"),
+        ("train.lerning_rate=1", "did you mean 'learning_rate'"),
+        ("trian.epochs=1", "did you mean 'train'"),
+        ("train.epochs", "expected KEY.PATH=VALUE"),
+        ("data.augment.flip=sideways", "--set data.augment.flip=sideways"),
+    ],
+)
+def test_bad_override_names_the_override(tiny, tmp_path, override, expected):
+    result = CliRunner().invoke(main, ["train", str(tiny), "--out", str(tmp_path / "r"),
+                                       "--set", override])  # fmt: skip
+    assert result.exit_code == 1
+    assert expected in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_no_data_offline_says_how_to_pass_data(spec_file, tmp_path, monkeypatch):
+    import keras
+
+    def offline():
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    spec = spec_file(TINY.replace("dataset: synthetic", "dataset: cifar10"))
+    result = CliRunner().invoke(main, ["train", str(spec), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "--data PATH" in result.output and "Traceback" not in result.output
+
+
+def _image_folder(root: Path, source, n: int = 48) -> Path:
+    from PIL import Image
+
+    from nincompile.data import sources
+
+    spec = source.spec
+    raw = sources.synthetic(n, tuple(spec.input), list(spec.data.classes), spec.train.seed)
+    for i, (img, label) in enumerate(zip(raw.images, raw.labels, strict=True)):
+        folder = root / raw.classes[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:03d}.png")
+    return root
+
+
+def test_evaluate_and_predict_a_run(tiny, tmp_path):
+    source = apply_overrides(load_spec(tiny), ["train.epochs=4", "data.limit=640"])
+    run = train(source, out=tmp_path / "r").run
+    folder = _image_folder(tmp_path / "imgs", source)
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", str(run), "--data", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["images"] == 48
+    assert set(report["per_class"]) == {"a", "b", "c", "d"}
+    assert sum(c["images"] for c in report["per_class"].values()) == 48
+    assert (run / "confusion.png").is_file()
+    assert np.array(report["confusion"]).sum() == 48
+    # the same figure through Keras's own evaluate on the same pipeline
+    import keras
+
+    from nincompile.data import pipeline, sources
+
+    raw = sources.read_source(folder, classes=["a", "b", "c", "d"], cache_dir=False)
+    model = keras.saving.load_model(run / runs.MODEL, compile=False)
+    wrapper = pipeline.wrap(model, raw.images.shape[1:], source.spec.data, augment=False)
+    wrapper.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss, acc = wrapper.evaluate(raw.images, raw.labels, verbose=0)
+    assert report["accuracy"] == pytest.approx(acc, abs=1e-6)
+    assert report["loss"] == pytest.approx(loss, rel=1e-4)
+
+    pred = runner.invoke(main, ["predict", str(run), str(folder / "a"), "--top", "2", "--json"])
+    assert pred.exit_code == 0, pred.output
+    items = json.loads(pred.output)
+    assert len(items) == len(list((folder / "a").iterdir()))
+    for item in items:
+        assert len(item["top"]) == 2
+        assert item["top"][0]["probability"] >= item["top"][1]["probability"]
+        assert {t["class"] for t in item["top"]} <= {"a", "b", "c", "d"}
+    text = runner.invoke(main, ["predict", str(run / runs.BEST), str(folder / "b")])
+    assert text.exit_code == 0 and str(folder / "b") in text.output
+
+
+def test_evaluate_refuses_bad_inputs(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["evaluate", str(tmp_path), "--data", str(tmp_path)])
+    assert result.exit_code == 1 and "not a run folder" in result.output
+    h5 = tmp_path / "m.h5"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n")
+    result = runner.invoke(main, ["predict", str(h5), str(tmp_path)])
+    assert result.exit_code == 1 and "HDF5" in result.output
+
+
+def test_a_trained_run_exports_to_onnx(tiny, tmp_path):
+    run = train(load_spec(tiny), out=tmp_path / "r", stop_after=1).run
+    target = tmp_path / "tiny.onnx"
+    result = CliRunner().invoke(main, ["export", str(run), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert target.is_file()
+
+
+def test_label_smoothing_and_step_schedule_train(tiny, tmp_path):
+    source = apply_overrides(
+        load_spec(tiny),
+        ["train.label_smoothing=0.1", "train.lr_schedule={0: 0.02, 1: 0.002}",
+         "train.warmup_epochs=0", "train.epochs=2"],
+    )  # fmt: skip
+    result = train(source, out=tmp_path / "r")
+    lrs = [r["learning_rate"] for r in result.history]
+    assert lrs == pytest.approx([0.02, 0.002])
