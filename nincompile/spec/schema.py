@@ -710,16 +710,18 @@ class Data(_Model):
         "images a model can learn, for tests and benchmarks).",
     )
     path: str | None = Field(
-        None, description="Local data (as --data): a folder of class sub-folders, a "
-        "cifar-10-batches-py folder, cifar-10-python.tar.gz or a folder of idx files."
+        None,
+        description="Local data (as --data): a folder of class sub-folders, a "
+        "cifar-10-batches-py folder, cifar-10-python.tar.gz or a folder of idx files.",
     )
     classes: list[str] | None = None
     mean: list[float] | None = None
     std: list[Annotated[float, Field(gt=0)]] | None = None
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.1
     limit: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="Use at most this many training images (stratified, seeded); "
-        "the number of synthetic images (default 2048)."
+        None,
+        description="Use at most this many training images (stratified, seeded); "
+        "the number of synthetic images (default 2048).",
     )
     resize: Literal["pad", "stretch", "crop"] = Field(
         "pad",
