@@ -55,6 +55,36 @@ class Preprocess(keras.layers.Layer):
         return (input_shape[0], *self.size, input_shape[3])
 
 
+class RandomShift(keras.layers.Layer):
+    """Translate each image by up to ``factor`` of its height and width (uniform,
+    sub-pixel, bilinear), filling with 0: the NIN seed's ``width_shift_range`` /
+    ``height_shift_range`` with ``fill_mode='constant', cval=0``.  Written with
+    ``keras.ops.image.affine_transform`` because Keras's ``RandomTranslation`` turns
+    off jit compilation of the whole training step (``supports_jit = False``)."""
+
+    def __init__(self, factor, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = float(factor)
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        b = ops.shape(x)[0]
+        _, h, w, _ = x.shape
+        f = self.factor
+        dy = keras.random.uniform((b, 1), -f, f, seed=self.generator) * h
+        dx = keras.random.uniform((b, 1), -f, f, seed=self.generator) * w
+        one, zero = ops.ones_like(dx), ops.zeros_like(dx)
+        transform = ops.concatenate([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
+        return ops.image.affine_transform(
+            x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
+        )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 class RandomPadCrop(keras.layers.Layer):
     """Zero-pad ``padding`` pixels on each side, then crop a random window of the
     original size (whole-pixel shifts, the usual CIFAR recipe)."""
@@ -123,15 +153,7 @@ def augment_layers(augment) -> list:
     if augment.flip:
         layers.append(keras.layers.RandomFlip(augment.flip, name="augment_flip"))
     if augment.shift:
-        layers.append(
-            keras.layers.RandomTranslation(
-                augment.shift,
-                augment.shift,
-                fill_mode="constant",
-                fill_value=0.0,
-                name="augment_shift",
-            )
-        )
+        layers.append(RandomShift(augment.shift, name="augment_shift"))
     if augment.crop:
         layers.append(RandomPadCrop(augment.crop, name="augment_crop"))
     if augment.cutout:

@@ -194,6 +194,7 @@ def train(
         metrics=recipe.metrics(train_cfg),
         jit_compile=jit,
     )
+    jit = bool(getattr(wrapper, "jit_compile", jit))  # Keras turns it off for some layers
     device = recipe.device()
     reporter.note(
         f"training {spec.name} on {keras.backend.backend()} ({device['kind']}: {device['name']}), "
