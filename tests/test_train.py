@@ -318,3 +318,43 @@ def test_label_smoothing_and_step_schedule_train(tiny, tmp_path):
     result = train(source, out=tmp_path / "r")
     lrs = [r["learning_rate"] for r in result.history]
     assert lrs == pytest.approx([0.02, 0.002])
+
+
+def _write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    import gzip
+    import struct
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    head = struct.pack(">IIII", 0x803, n, h, w)
+    with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(head + images.astype(np.uint8).tobytes())
+    with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + labels.astype(np.uint8).tobytes())
+
+
+def test_idx_files_grey_to_rgb_and_resized_on_the_device(spec_file, tmp_path):
+    """As the d2l NiN: 28x28 grey idx files into a larger RGB input (resize + pad)."""
+    from nincompile.data import sources
+
+    raw = sources.synthetic(96, (28, 28, 1), 4, seed=1)
+    _write_idx(tmp_path / "fmnist", "train", raw.images[..., 0], raw.labels)
+    _write_idx(tmp_path / "fmnist", "t10k", raw.images[:40, ..., 0], raw.labels[:40])
+    spec = spec_file(
+        TINY.replace("input: [12, 12, 3]", "input: [36, 36, 3]")
+        .replace("dataset: synthetic", "dataset: fashion_mnist")
+        .replace("  augment:", "  mean: [127.5, 127.5, 127.5]\n  std: [64, 64, 64]\n  augment:"),
+        "grey.yaml",
+    )
+    runner = CliRunner()
+    out = tmp_path / "r"
+    data = str(tmp_path / "fmnist")
+    result = runner.invoke(main, ["train", str(spec), "--data", data, "--out", str(out),
+                                  "--epochs", "1", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output[result.output.index("{") :])
+    assert "idx" in metrics["data"][0] and "28x28x3" in metrics["data"][0]
+    assert metrics["train_images"] + metrics["val_images"] == 96
+    ev = runner.invoke(main, ["evaluate", str(out), "--data", data, "--json"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads(ev.output)["images"] == 40  # the t10k split
