@@ -64,20 +64,6 @@ _MODULE_NAMES = {"keras", "layers", "regularizers", "build_model", "compile_mode
 _LOCAL_NAMES = {"x", "name", "inputs", "model", "optimizer", "loss", "metrics"}
 _LOCAL_PATTERN = re.compile(r"(t|branch)\d+_*")
 
-OPTIMIZERS = {
-    "sgd": "SGD",
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "rmsprop": "RMSprop",
-    "nadam": "Nadam",
-}
-LOSSES = {
-    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
-    "categorical_crossentropy": "CategoricalCrossentropy",
-    "binary_crossentropy": "BinaryCrossentropy",
-    "mean_squared_error": "MeanSquaredError",
-}
-
 
 @cache
 def environment() -> jinja2.Environment:
@@ -481,11 +467,11 @@ class _Module:
             value = getattr(train, key)
             if value is not None:
                 opt_args.append(Kw(key, Atom(py_lit(value))))
-        optimizer = Call(Atom(f"keras.optimizers.{OPTIMIZERS[train.optimizer]}"), tuple(opt_args))
+        optimizer = Call(Atom(f"keras.optimizers.{s.OPTIMIZERS[train.optimizer]}"), tuple(opt_args))
         loss_args: tuple[Expr, ...] = ()
         if train.loss != "mean_squared_error":
             loss_args = (Kw("from_logits", Atom(py_lit(train.from_logits))),)
-        loss = Call(Atom(f"keras.losses.{LOSSES[train.loss]}"), loss_args)
+        loss = Call(Atom(f"keras.losses.{s.LOSSES[train.loss]}"), loss_args)
         metrics: list[Expr] = []
         for metric in train.metrics:
             if metric == "top_5_accuracy":

@@ -608,31 +608,34 @@ class Expect(_Model):
         return self
 
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
-LOSSES = (
-    "sparse_categorical_crossentropy",
-    "categorical_crossentropy",
-    "binary_crossentropy",
-    "mean_squared_error",
-)
+#: Optimiser and loss names of ``train:`` and the Keras classes they stand for: the one
+#: table the schema, the code generator and the training loop read.
+OPTIMIZERS = {
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "rmsprop": "RMSprop",
+    "nadam": "Nadam",
+}
+LOSSES = {
+    "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
+    "categorical_crossentropy": "CategoricalCrossentropy",
+    "binary_crossentropy": "BinaryCrossentropy",
+    "mean_squared_error": "MeanSquaredError",
+}
 
 
 class Train(_Model):
     """How ``nincompile train`` fits the model (also used by generated code)."""
 
-    optimizer: Literal["sgd", "adam", "adamw", "rmsprop", "nadam"] = "adam"
+    optimizer: Literal[tuple(OPTIMIZERS)] = "adam"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-3
     momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
     nesterov: bool | None = None
     weight_decay: Annotated[float, Field(ge=0)] | None = Field(
         None, description="Decoupled weight decay of the optimiser (adamw, sgd)."
     )
-    loss: Literal[
-        "sparse_categorical_crossentropy",
-        "categorical_crossentropy",
-        "binary_crossentropy",
-        "mean_squared_error",
-    ] = "sparse_categorical_crossentropy"
+    loss: Literal[tuple(LOSSES)] = "sparse_categorical_crossentropy"
     from_logits: bool = False
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.0, description="Label smoothing of the cross-entropy loss (0 for none)."

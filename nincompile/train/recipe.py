@@ -3,8 +3,8 @@ and compilation, chosen per backend and device."""
 
 from __future__ import annotations
 
-from ..codegen.render import LOSSES, OPTIMIZERS
 from ..keras_import import import_keras
+from ..spec.schema import LOSSES, OPTIMIZERS
 
 keras = import_keras()
 
