@@ -82,8 +82,16 @@ def compile_source(source: SpecSource) -> Compiled:
 
 
 def compile_spec(path: str | os.PathLike) -> Compiled:
-    """Validate and lower a spec file (no TensorFlow, no Keras)."""
+    """Validate and lower a spec file (no TensorFlow, no Keras); a spec with
+    ``variants:`` compiles as written, without them (see :func:`compile_all`)."""
     return compile_source(load_spec(path))
+
+
+def compile_all(path: str | os.PathLike) -> list[Compiled]:
+    """Every model of a spec file: one, or one per combination of its ``variants:``."""
+    from .spec.variants import expand
+
+    return [compile_source(s) for s in expand(load_spec(path))]
 
 
 def build(compiled: Compiled):

@@ -76,6 +76,22 @@ def _report_expect(compiled, counts) -> bool:
     return False
 
 
+def _compiled(specs, api):
+    """``(compiled, None)`` for every model of SPECS (each variant of a spec with
+    ``variants:``), or ``(None, error)`` for a spec that fails."""
+    for path in specs:
+        try:
+            models = api.compile_all(path)
+        except NincompileError as err:
+            yield None, err
+            continue
+        if len(models) > 1:
+            click.echo(f"{path}: {len(models)} variants: " + ", ".join(m.name for m in models),
+                       err=True)  # fmt: skip
+        for compiled in models:
+            yield compiled, None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nincompile")
 def main() -> None:
@@ -102,9 +118,12 @@ def build(specs, out, as_json, no_save) -> None:
 
     ok = True
     summaries = []
-    for path in specs:
+    for compiled, error in _compiled(specs, api):
+        if error is not None:
+            _fail(str(error))
+            ok = False
+            continue
         try:
-            compiled = api.compile_spec(path)
             model = api.build(compiled)
         except NincompileError as err:
             _fail(str(err))
@@ -128,9 +147,8 @@ def build(specs, out, as_json, no_save) -> None:
             if not as_json:
                 click.echo(f"{compiled.name}: wrote {target}")
     if as_json:
-        click.echo(
-            json.dumps(summaries[0] if len(specs) == 1 and summaries else summaries, indent=2)
-        )
+        one = len(summaries) == 1 and len(specs) == 1  # a spec with variants gives a list
+        click.echo(json.dumps(summaries[0] if one else summaries, indent=2))
     sys.exit(0 if ok else 1)
 
 
@@ -148,11 +166,9 @@ def check(specs, as_json) -> None:
 
     ok = True
     summaries = []
-    for path in specs:
-        try:
-            compiled = api.compile_spec(path)
-        except NincompileError as err:
-            _fail(str(err))
+    for compiled, error in _compiled(specs, api):
+        if error is not None:
+            _fail(str(error))
             ok = False
             continue
         counts = compiled.counts()
@@ -163,9 +179,8 @@ def check(specs, as_json) -> None:
         click.echo(_totals_line(compiled, counts))
         ok &= _report_expect(compiled, counts)
     if as_json:
-        click.echo(
-            json.dumps(summaries[0] if len(specs) == 1 and summaries else summaries, indent=2)
-        )
+        one = len(summaries) == 1 and len(specs) == 1  # a spec with variants gives a list
+        click.echo(json.dumps(summaries[0] if one else summaries, indent=2))
     sys.exit(0 if ok else 1)
 
 
@@ -190,6 +205,7 @@ def schema(out) -> None:
 def _register_subcommands() -> None:
     from .codegen.command import emit
     from .export.command import export
+    from .sweep.command import compare, sweep
     from .train.command import evaluate, predict, train
 
     main.add_command(emit)
@@ -197,6 +213,8 @@ def _register_subcommands() -> None:
     main.add_command(train)
     main.add_command(evaluate)
     main.add_command(predict)
+    main.add_command(sweep)
+    main.add_command(compare)
 
 
 _register_subcommands()

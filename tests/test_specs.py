@@ -25,9 +25,14 @@ def test_every_seed_system_has_a_spec():
     assert REQUIRED <= {p.stem for p in SPECS}
 
 
-@pytest.fixture(scope="module", params=SPECS, ids=lambda p: p.stem)
+# Every model of every spec: a spec with variants: gives one per combination.
+MODELS = [(path, i, c.name) for path in SPECS for i, c in enumerate(api.compile_all(path))]
+
+
+@pytest.fixture(scope="module", params=MODELS, ids=lambda m: m[2])
 def built(request):
-    compiled = api.compile_spec(request.param)
+    path, index, _ = request.param
+    compiled = api.compile_all(path)[index]
     from nincompile.keras_builder import build_model
 
     return compiled, build_model(compiled.graph)
@@ -35,7 +40,11 @@ def built(request):
 
 def test_spec_file_name_is_model_name(built):
     compiled, _ = built
-    assert compiled.source.file.endswith(f"{compiled.name}.yaml")
+    stem = compiled.source.file.rsplit("/", 1)[-1].removesuffix(".yaml")
+    if compiled.spec.name != stem:  # a variant: <spec name>_<values>
+        assert compiled.name.startswith(stem + "_")
+    else:
+        assert compiled.source.file.endswith(f"{compiled.name}.yaml")
 
 
 def test_ir_counts_equal_keras(built):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..errors import NincompileError
 from ..spec import load_spec
+from ..spec.variants import expand
 from .render import render_source
 
 DEFAULT_OUT = "generated"
@@ -54,19 +55,24 @@ def render_specs(
     by_name: dict[str, str] = {}
     for spec in specs:
         try:
-            source = load_spec(spec)
-            name = source.spec.name
-            if name in by_name:
-                raise NincompileError(
-                    f"{spec}: model name '{name}' is also the name in {by_name[name]}; "
-                    f"both would be written to {Path(out_dir) / (name + '.py')}"
-                )
-            text = render_source(source, source_label(spec, out_dir))
+            expansions = expand(load_spec(spec))  # a spec with variants: one per variant
         except NincompileError as err:
             errors.append(err)
             continue
-        by_name[name] = spec
-        done.append(Generated(spec, name, Path(out_dir) / f"{name}.py", text))
+        for source in expansions:
+            try:
+                name = source.spec.name
+                if name in by_name:
+                    raise NincompileError(
+                        f"{spec}: model name '{name}' is also the name in {by_name[name]}; "
+                        f"both would be written to {Path(out_dir) / (name + '.py')}"
+                    )
+                text = render_source(source, source_label(spec, out_dir))
+            except NincompileError as err:
+                errors.append(err)
+                continue
+            by_name[name] = spec
+            done.append(Generated(spec, name, Path(out_dir) / f"{name}.py", text))
     return done, errors
 
 

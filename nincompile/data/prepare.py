@@ -57,7 +57,7 @@ def training_data(
     spec's ``data.path``/``data.dataset``)."""
     data = spec.data
     h, w, c = spec.input
-    seed = spec.train.seed if spec.train is not None else 0
+    seed = data.split_seed if data is not None else 0  # the same split for every train.seed
     path = data_path or (data.path if data is not None else None)
     dataset = data.dataset if data is not None else None
     classes = list(data.classes) if data is not None and data.classes else None
@@ -68,6 +68,7 @@ def training_data(
         n = (data.limit if data.limit else None) or SYNTHETIC_DEFAULT
         k = len(classes) if classes else (n_outputs or 10)
         raw = sources.synthetic(n, (h, w, c), classes or [f"class_{i}" for i in range(k)], seed)
+        # synthetic images follow the split seed too: one data set for every train.seed
     elif dataset in KERAS_DATASETS:
         raw = sources.load_keras_dataset(dataset, split="train", classes=classes, channels=c)
     elif dataset == "folder":

@@ -4,13 +4,16 @@
 returns a new :class:`SpecSource` whose text is the resolved spec (what a run folder
 stores as ``spec.yaml``).  Values are read as YAML (``0.01``, ``true``, ``[1, 2]``,
 ``{flip: horizontal}``) with the same safe loader as spec files.  A problem caused by
-an override is reported against the override (``--set train.learning_rate=abc: ...``);
-any other problem keeps its place in the original file.
+an override is reported against the override (``--set train.learning_rate=abc: ...``,
+or the ``variants:`` entry that made it); any other problem keeps its place in the
+original file.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import yaml
 
@@ -18,110 +21,129 @@ from ..errors import SpecError, SpecProblem, did_you_mean
 from .load import SpecSource, parse_spec
 from .yaml_loader import _Loader, load_yaml
 
+KeyPath = tuple[str | int, ...]
 
-def _parse_one(raw: str) -> tuple[tuple[str | int, ...], object]:
+
+@dataclass(frozen=True)
+class Override:
+    """Set ``path`` to ``value``; ``label`` says where it came from (for messages) and
+    ``problem`` makes a located problem for it."""
+
+    path: KeyPath
+    value: object
+    label: str
+    problem: Callable[[str, KeyPath], SpecProblem]
+
+
+def parse_key(key: str, where: Callable[[str, KeyPath], SpecProblem]) -> KeyPath:
+    parts: list[str | int] = []
+    for part in key.strip().split("."):
+        if not part:
+            raise SpecError([where(f"empty name in key path {key!r}", ())])
+        parts.append(int(part) if part.isdigit() else part)
+    if not isinstance(parts[0], str):
+        raise SpecError([where("a key path starts with a name", ())])
+    if parts[0] not in _top_level():
+        top = _top_level()
+        raise SpecError(
+            [where(f"unknown key '{parts[0]}'{did_you_mean(str(parts[0]), top)}; expected one "
+                   f"of: {', '.join(top)}", ())]
+        )  # fmt: skip
+    return tuple(parts)
+
+
+def from_cli(raw: str) -> Override:
+    """An override from ``--set KEY.PATH=VALUE``."""
+    label = f"--set {raw}"
+
+    def where(message: str, path: KeyPath) -> SpecProblem:
+        return SpecProblem(message, path, label)
+
     key, sep, value = raw.partition("=")
-    key = key.strip()
-    if not sep or not key:
+    if not sep or not key.strip():
         raise SpecError(
             [SpecProblem(f"expected KEY.PATH=VALUE, e.g. train.epochs=5; received {raw!r}",
                          (), "--set")]
         )  # fmt: skip
-    parts: list[str | int] = []
-    for part in key.split("."):
-        if not part:
-            raise SpecError([SpecProblem(f"empty name in key path {key!r}", (), f"--set {raw}")])
-        parts.append(int(part) if part.isdigit() else part)
-    if not isinstance(parts[0], str):
-        raise SpecError([SpecProblem("a key path starts with a name", (), f"--set {raw}")])
+    path = parse_key(key, where)
     try:
         parsed = yaml.load(value, Loader=_Loader) if value.strip() else None
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0]
-        problem = SpecProblem(f"value is not valid YAML ({first})", (), f"--set {raw}")
-        raise SpecError([problem]) from None
-    return tuple(parts), parsed
+        raise SpecError([where(f"value is not valid YAML ({first})", ())]) from None
+    return Override(path, parsed, label, where)
 
 
-def _assign(data: dict, path: tuple, value, raw: str) -> None:
+def _assign(data: dict, item: Override) -> None:
     node = data
+    path = item.path
     for i, part in enumerate(path[:-1]):
         if isinstance(node, dict):
             if part not in node or node[part] is None:
                 node[part] = {}
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int):
-            if part >= len(node):
-                raise SpecError(
-                    [SpecProblem(f"index {part} is out of range: {'.'.join(map(str, path[:i]))} "
-                                 f"has {len(node)} items", (), f"--set {raw}")]
-                )  # fmt: skip
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
         else:
+            where = ".".join(map(str, path[:i])) or "the document"
+            size = f" of {len(node)} items" if isinstance(node, list) else ""
             raise SpecError(
-                [SpecProblem(f"cannot set {part!r} inside a {type(node).__name__}", (),
-                             f"--set {raw}")]
+                [item.problem(f"cannot set {part!r} inside {where} (a {type(node).__name__}"
+                              f"{size})", ())]
             )  # fmt: skip
     last = path[-1]
-    if isinstance(node, list):
-        if not isinstance(last, int) or last >= len(node):
-            raise SpecError(
-                [SpecProblem(f"expected an index below {len(node)}", (), f"--set {raw}")]
-            )
-        node[last] = value
-    elif isinstance(node, dict):
-        node[last] = value
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        node[last] = copy.deepcopy(item.value)
+    elif isinstance(node, dict) and isinstance(last, str):
+        node[last] = copy.deepcopy(item.value)
     else:
-        raise SpecError(
-            [SpecProblem(f"cannot set {last!r} inside a {type(node).__name__}", (), f"--set {raw}")]
-        )
+        raise SpecError([item.problem(f"cannot set {last!r} inside a {type(node).__name__}", ())])
 
 
-def apply_overrides(source: SpecSource, overrides: list[str] | tuple[str, ...]) -> SpecSource:
-    """The spec with every override applied, validated; ``source`` when there are none."""
-    if not overrides:
-        return source
-    data, _ = load_yaml(source.text, source.file)
+def dump(data: dict, header: str) -> str:
+    """Spec text for ``data`` (what a run folder stores), with a one-line header."""
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None,
+                          width=100)  # fmt: skip
+    return "# " + header.replace("\n", " ") + "\n" + body
+
+
+def apply(
+    source: SpecSource, items: list[Override], header: str, data: dict | None = None
+) -> SpecSource:
+    """``source`` (or its already loaded ``data``) with ``items`` applied, validated."""
+    if data is None:
+        data, _ = load_yaml(source.text, source.file)
     data = copy.deepcopy(data)
-    parsed = []
-    for raw in overrides:
-        path, value = _parse_one(raw)
-        if path[0] not in _TOP_LEVEL:
-            raise SpecError(
-                [SpecProblem(f"unknown key '{path[0]}'{did_you_mean(str(path[0]), _TOP_LEVEL)}"
-                             f"; expected one of: {', '.join(_TOP_LEVEL)}", (), f"--set {raw}")]
-            )  # fmt: skip
-        _assign(data, path, value, raw)
-        parsed.append((path, raw))
-    header = f"# {source.file} with " + " ".join(f"--set {raw}" for _, raw in parsed)
-    text = (
-        header.replace("\n", " ")
-        + "\n"
-        + yaml.safe_dump(
-            data, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100
-        )
-    )
+    for item in items:
+        _assign(data, item)
+    text = dump(data, header)
     try:
         return parse_spec(text, source.file)
     except SpecError as err:
         problems = []
         for p in err.problems:
             culprit = next(
-                (raw for path, raw in parsed if tuple(p.path[: len(path)]) == path
-                 or tuple(path[: len(p.path)]) == tuple(p.path) and p.path), None
+                (item for item in items if tuple(p.path[: len(item.path)]) == item.path
+                 or (p.path and tuple(item.path[: len(p.path)]) == tuple(p.path))), None
             )  # fmt: skip
             if culprit is not None:
-                problems.append(SpecProblem(p.message, p.path, f"--set {culprit}"))
+                problems.append(culprit.problem(p.message, p.path))
             else:
                 line, col = source.locate(p.path)
                 problems.append(SpecProblem(p.message, p.path, source.file, line, col))
         raise SpecError(problems) from None
 
 
+def apply_overrides(source: SpecSource, overrides: list[str] | tuple[str, ...]) -> SpecSource:
+    """The spec with every ``--set`` override applied, validated; ``source`` itself when
+    there are none."""
+    if not overrides:
+        return source
+    items = [from_cli(raw) for raw in overrides]
+    return apply(source, items, f"{source.file} with " + " ".join(i.label for i in items))
+
+
 def _top_level() -> tuple[str, ...]:
     from .schema import Spec
 
     return tuple(f.alias or k for k, f in Spec.model_fields.items())
-
-
-_TOP_LEVEL = _top_level()

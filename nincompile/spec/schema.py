@@ -721,6 +721,11 @@ class Data(_Model):
     mean: list[float] | None = None
     std: list[Annotated[float, Field(gt=0)]] | None = None
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    split_seed: int = Field(
+        0,
+        description="Seed of the validation split and of data.limit's subset (not "
+        "train.seed, so runs with different seeds see the same split).",
+    )
     limit: Annotated[int, Field(ge=1)] | None = Field(
         None,
         description="Use at most this many training images (stratified, seeded); "
@@ -765,6 +770,11 @@ class Spec(_Model):
     expect: Expect | None = None
     train: Train | None = None
     data: Data | None = None
+    variants: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = Field(
+        None,
+        description="Spec fields (dotted paths, as --set) and their alternative values; "
+        "the spec expands into one model per combination, named <name>_<values>.",
+    )
 
     @field_validator("input", mode="before")
     @classmethod

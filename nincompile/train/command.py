@@ -138,10 +138,15 @@ def _console_reporter(as_json: bool):
     "--cache-dir", type=click.Path(file_okay=False, path_type=str),
     help="Decoded-image cache.  [default: $NINCOMPILE_CACHE or ~/.cache/nincompile]",
 )  # fmt: skip
+@click.option(
+    "--variant", metavar="NAME",
+    help="Which variant of a spec with variants: to train (its name or the part after "
+    "<spec name>_).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
 @user_errors
 def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
-          mixed_precision, jit_compile, cache_dir, as_json) -> None:  # fmt: skip
+          mixed_precision, jit_compile, cache_dir, variant, as_json) -> None:  # fmt: skip
     """Train SPEC (a spec file, or a run folder with --resume) and write a run folder.
 
     The run folder holds spec.yaml (overrides applied), history.csv, metrics.json,
@@ -151,6 +156,7 @@ def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_afte
     """
     from ..spec import load_spec
     from ..spec.overrides import apply_overrides
+    from ..spec.variants import select
     from . import run as runs
     from .loop import train as train_run
 
@@ -174,7 +180,7 @@ def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_afte
             raise click.UsageError("give the run folder once: as SPEC or as --out, not both")
         out = str(spec_path)
         spec_path = spec_path / runs.SPEC
-    source = apply_overrides(load_spec(spec_path), sets)
+    source = select(apply_overrides(load_spec(spec_path), sets), variant)
     result = train_run(
         source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,
         cache_dir=cache_dir, reporter=_console_reporter(as_json),

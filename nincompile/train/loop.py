@@ -123,13 +123,18 @@ def _resolve_run(source, out, resume: bool) -> tuple[runs.RunFolder, dict | None
             raise TrainError(f"nothing to resume: no run folder {where}; drop --resume")
         run = runs.RunFolder(path)
         state = run.state()
-        if state is None:
-            raise TrainError(
-                f"cannot resume '{path}': it has no completed epoch "
-                f"({runs.CHECKPOINT}/{runs.STATE} is missing); start a new run instead"
-            )
-        want = state.get("spec_sha256")
         have = sha256_text(source.text)
+        if state is None:  # killed in its first epoch: start again, in the same folder
+            spec_file = run.file(runs.SPEC)
+            if not spec_file.is_file():
+                if any(path.iterdir()):
+                    raise TrainError(
+                        f"cannot resume '{path}': it is not a run folder (no {runs.SPEC})"
+                    )
+                return run, None
+            want = sha256_text(spec_file.read_text(encoding="utf-8"))
+        else:
+            want = state.get("spec_sha256")
         if want != have:
             raise TrainError(
                 f"cannot resume '{path}': it was trained from a different spec "
@@ -307,6 +312,7 @@ def _metrics(spec, compiled, history, best, train_cfg, device, jit, policy, data
     ips = [r["images_per_second"] for r in history if r.get("images_per_second")]
     return {
         "name": spec.name,
+        "seed": train_cfg.seed,
         "epochs_completed": len(history),
         "epochs": train_cfg.epochs,
         "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},

@@ -1,0 +1,113 @@
+"""``variants:``: one spec, several models.
+
+::
+
+    variants:
+      defaults.order: [bamd, badm, dbam, bdam]
+      train.learning_rate: [0.05, 0.1]
+
+expands into one spec per combination (here 8), each named ``<name>_<values>``
+(``nin_bn_orders_bamd_learning_rate0p05``) and validated on its own, with its own
+counts checked against ``expect:``.  Paths are the ``--set`` key paths; a typo is
+reported at its line in ``variants:`` with a suggestion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from ..errors import SpecError, SpecProblem
+from .load import SpecSource
+from .overrides import Override, apply, parse_key
+from .schema import is_identifier
+from .yaml_loader import load_yaml
+
+MAX_VARIANTS = 1000
+
+
+def _token(path: tuple, value: object, index: int) -> str:
+    last = str(path[-1])
+    if isinstance(value, bool):
+        return last if value else f"no_{last}"
+    if isinstance(value, int | float):
+        text = str(value).replace(".", "p").replace("-", "m").replace("+", "")
+        return f"{last}{text}" if re.fullmatch(r"[A-Za-z0-9_]+", text) else f"{last}{index}"
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_]+", value):
+        return value
+    return f"{last}{index}"
+
+
+def variant_names(source: SpecSource) -> list[str]:
+    return [s.spec.name for s in expand(source)]
+
+
+def expand(source: SpecSource) -> list[SpecSource]:
+    """Every combination of ``variants:`` as its own validated spec; ``[source]`` when
+    the spec has none."""
+    spec = source.spec
+    if not spec.variants:
+        return [source]
+    data, _ = load_yaml(source.text, source.file)
+    data.pop("variants", None)
+    keys = list(spec.variants)
+    total = 1
+    for key in keys:
+        total *= len(spec.variants[key])
+    if total > MAX_VARIANTS:
+        line, col = source.locate(("variants",))
+        raise SpecError(
+            [SpecProblem(f"{total} combinations; at most {MAX_VARIANTS} are allowed",
+                         ("variants",), source.file, line, col)]
+        )  # fmt: skip
+
+    def locator(key: str, value: object = None):
+        line, col = source.locate(("variants", key))
+        suffix = "" if value is None else f" (in the variant with {key}={value!r})"
+
+        def where(message: str, path: tuple) -> SpecProblem:
+            return SpecProblem(message + suffix, ("variants", key), source.file, line, col)
+
+        return where
+
+    paths = {key: parse_key(key, locator(key)) for key in keys}
+    out: list[SpecSource] = []
+    seen: dict[str, str] = {}
+    for combo in itertools.product(*(list(enumerate(spec.variants[k])) for k in keys)):
+        tokens = [_token(paths[k], v, i) for k, (i, v) in zip(keys, combo, strict=True)]
+        name = f"{spec.name}_{'_'.join(tokens)}"
+        if not is_identifier(name):
+            name = f"{spec.name}_{'_'.join(str(i) for i, _ in combo)}"
+        label = ", ".join(f"{k}={v!r}" for k, (_, v) in zip(keys, combo, strict=True))
+        if name in seen:
+            message = f"variants '{seen[name]}' and '{label}' are both named {name}"
+            raise SpecError([locator(keys[0])(message + "; give distinct values", ())])
+        seen[name] = label
+        items = [
+            Override(paths[k], v, f"variants.{k}", locator(k, v))
+            for k, (_, v) in zip(keys, combo, strict=True)
+        ]
+        items.append(Override(("name",), name, "variant name", locator(keys[0])))
+        out.append(apply(source, items, f"{source.file}: variant {name} ({label})", data))
+    return out
+
+
+def select(source: SpecSource, name: str | None) -> SpecSource:
+    """The expansion called ``name`` (or its suffix after ``<spec name>_``); the spec
+    itself when it has no variants and ``name`` is None."""
+    expansions = expand(source)
+    if name is None:
+        if len(expansions) == 1:
+            return expansions[0]
+        names = ", ".join(s.spec.name for s in expansions)
+        raise SpecError(
+            [SpecProblem(f"this spec has {len(expansions)} variants ({names}); pick one with "
+                         "--variant NAME, or train them all with nincompile sweep", (),
+                         source.file)]
+        )  # fmt: skip
+    for s in expansions:
+        if name in (s.spec.name, s.spec.name.removeprefix(f"{source.spec.name}_")):
+            return s
+    names = ", ".join(s.spec.name for s in expansions)
+    raise SpecError([SpecProblem(f"no variant named {name!r}; expected one of: {names}", (),
+                                 source.file)])  # fmt: skip

@@ -1,0 +1,148 @@
+"""variants:, sweep and compare on tiny synthetic runs."""
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT
+
+from nincompile import api
+from nincompile.cli import main
+from nincompile.spec import load_spec
+from nincompile.sweep.members import members, parse_shard, shard
+from nincompile.train import run as runs
+from nincompile.train.loop import train
+
+ORDERS = ROOT / "specs" / "nin_bn_orders.yaml"
+TINY = """\
+name: tinyv
+input: [12, 12, 3]
+defaults: {padding: same, batch_norm: true, activation: relu, order: bamd}
+variants:
+  defaults.order: [bamd, badm]
+stages:
+  - {conv: [6, 3], pool: {max: 2}, dropout: 0.1}
+head: [gap, {dense: 4, activation: softmax}]
+train: {optimizer: adam, learning_rate: 0.02, batch_size: 32, epochs: 2}
+data: {dataset: synthetic, limit: 256}
+"""
+
+
+def test_the_seed_study_expands_to_the_four_orders():
+    models = api.compile_all(ORDERS)
+    assert [m.name for m in models] == [f"nin_bn_orders_{o}" for o in
+                                        ("bamd", "badm", "dbam", "bdam")]  # fmt: skip
+    by_order = {m.name[-4:]: m.spec.defaults.order for m in models}
+    assert by_order == {"bamd": "bapd", "badm": "badp", "dbam": "dbap", "bdam": "bdap"}
+    for m in models:
+        assert m.counts() == {"total": 972658, "trainable": 969822, "non_trainable": 2836}
+        assert m.expect_mismatches() == []
+    # each expansion has the graph of the hand-written spec of the same order
+    for m in models:
+        twin = api.compile_spec(ROOT / "specs" / f"nin_{m.name[-4:]}.yaml")
+        assert [(x.kind, x.output_shape) for x in m.graph.layers()] == [
+            (x.kind, x.output_shape) for x in twin.graph.layers()
+        ]
+
+
+def test_check_lists_expansions_and_json_has_one_object_each():
+    runner = CliRunner()
+    result = runner.invoke(main, ["check", "--json", str(ORDERS)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("[") :])
+    assert [d["name"] for d in data] == [m.name for m in api.compile_all(ORDERS)]
+    assert {d["params"]["total"] for d in data} == {972658}
+    text = runner.invoke(main, ["check", str(ORDERS)])
+    assert "4 variants" in text.output and text.output.count("match 'expect:'") == 4
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        ("defaults.ordr: [bamd, badm]", ":5:3: variants.defaults.ordr: unknown key 'ordr' "
+                                        "(did you mean 'order'?)"),
+        ("trian.epochs: [1, 2]", "did you mean 'train'"),
+        ("defaults.order: [bamd, bxmd]", "(in the variant with defaults.order='bxmd')"),
+        ("defaults.order: []", "variants.defaults.order"),
+    ],
+)  # fmt: skip
+def test_variant_paths_are_validated_with_a_location(spec_file, bad, expected):
+    path = spec_file(TINY.replace("defaults.order: [bamd, badm]", bad))
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 1
+    assert expected in result.output
+
+
+def test_train_picks_one_variant(spec_file, tmp_path):
+    path = spec_file(TINY)
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", str(path), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "--variant" in result.output
+    result = runner.invoke(main, ["train", str(path), "--variant", "badm", "--epochs", "1",
+                                  "--out", str(tmp_path / "r")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load_spec(tmp_path / "r" / runs.SPEC).spec.defaults.order == "badp"
+
+
+def test_shards_partition_the_members(spec_file):
+    everyone = members([spec_file(TINY)], seeds=3)
+    assert len(everyone) == 6
+    parts = [shard(everyone, (i, 4)) for i in range(4)]
+    names = [m.name for part in parts for m in part]
+    assert sorted(names) == sorted(m.name for m in everyone)
+    assert shard(list(reversed(everyone)), (1, 4)) == parts[1]  # order-independent
+    for bad in ("4/4", "1", "a/b", "0/0"):
+        with pytest.raises(Exception, match="--shard"):
+            parse_shard(bad)
+
+
+def test_sweep_trains_compares_and_resumes(spec_file, tmp_path):
+    spec = spec_file(TINY)
+    out = tmp_path / "sweep"
+    everyone = {m.name: m for m in members([spec], seeds=2)}
+    # one member interrupted after its first epoch, as a killed sweep would leave it
+    partial = everyone["tinyv_badm-seed1"]
+    out.mkdir()
+    train(partial.source, out=partial.folder(out), stop_after=1)
+    assert len(runs.RunFolder(partial.folder(out)).read_history()) == 1
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["sweep", str(spec), "--seeds", "2", "--out", str(out),
+                                  "--jobs", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "tinyv_badm-seed1: resuming" in result.output
+    for name in everyone:
+        history = runs.RunFolder(out / name).read_history()
+        assert [h["epoch"] for h in history] == [0, 1], name
+    with open(out / "compare.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["variant"] for r in rows] and {r["variant"] for r in rows} == {
+        "tinyv_bamd", "tinyv_badm"}  # fmt: skip
+    assert all(r["seeds"] == "2" for r in rows)
+    assert rows[0]["best"] == "True"
+    assert float(rows[0]["best_val_acc"]) >= float(rows[1]["best_val_acc"])
+    md = (out / "compare.md").read_text()
+    assert "★" in md and "±" in md
+    assert (out / "compare.png").stat().st_size > 0
+
+    stamp = (out / "tinyv_bamd-seed0" / runs.MODEL).stat().st_mtime_ns
+    again = runner.invoke(main, ["sweep", str(spec), "--seeds", "2", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("finished, skipped") == 4
+    assert (out / "tinyv_bamd-seed0" / runs.MODEL).stat().st_mtime_ns == stamp
+
+
+def test_compare_run_folders_with_one_seed(spec_file, tmp_path, monkeypatch):
+    spec = spec_file(TINY)
+    for m in members([spec]):
+        train(m.source, out=tmp_path / m.name, stop_after=1)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["compare", "tinyv_bamd", "tinyv_badm", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["out"] == "compare" and (tmp_path / "compare" / "compare.md").is_file()
+    assert {r["variant"] for r in data["rows"]} == {"tinyv_bamd", "tinyv_badm"}
+    assert "one seed" in data["rows"][1]["differs_from_best"]
+    missing = CliRunner().invoke(main, ["compare", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "does not exist" in missing.output
