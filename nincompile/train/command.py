@@ -143,10 +143,25 @@ def _console_reporter(as_json: bool):
     help="Which variant of a spec with variants: to train (its name or the part after "
     "<spec name>_).",
 )  # fmt: skip
+@click.option(
+    "--devices", metavar="N|all",
+    help="Data-parallel over N local devices (JAX: keras.distribution; TensorFlow: "
+    "MirroredStrategy).  [default: all when there are several accelerators]",
+)  # fmt: skip
+@click.option("--coordinator", metavar="HOST:PORT",
+              help="Several processes (JAX): process 0's address, as "
+              "KERAS_DISTRIBUTION_JOB_ADDRESSES.")  # fmt: skip
+@click.option("--num-processes", type=click.IntRange(min=1),
+              help="Several processes: how many (KERAS_DISTRIBUTION_NUM_PROCESSES).")  # fmt: skip
+@click.option(
+    "--process-id", type=click.IntRange(min=0),
+    help="Several processes: this one's index (KERAS_DISTRIBUTION_PROCESS_ID).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
 @user_errors
 def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
-          mixed_precision, jit_compile, cache_dir, variant, as_json) -> None:  # fmt: skip
+          mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
+          num_processes, process_id, as_json) -> None:  # fmt: skip
     """Train SPEC (a spec file, or a run folder with --resume) and write a run folder.
 
     The run folder holds spec.yaml (overrides applied), history.csv, metrics.json,
@@ -183,9 +198,13 @@ def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_afte
     source = select(apply_overrides(load_spec(spec_path), sets), variant)
     result = train_run(
         source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,
-        cache_dir=cache_dir, reporter=_console_reporter(as_json),
+        cache_dir=cache_dir, reporter=_console_reporter(as_json), devices=devices,
+        coordinator=coordinator, num_processes=num_processes, process_id=process_id,
     )  # fmt: skip
     m = result.metrics
+    if not result.chief:
+        click.echo(f"process {process_id}: done; process 0 wrote {result.run}", err=as_json)
+        return
     if as_json:
         click.echo(json.dumps({"run": str(result.run), **m}, indent=2))
         return

@@ -29,7 +29,7 @@ from ..data.split import epoch_order
 from ..errors import TrainError
 from ..files import atomic_write, sha256_text
 from ..keras_import import import_keras
-from . import recipe, report
+from . import distribute, recipe, report
 from . import run as runs
 from .schedule import EpochSchedule, describe
 
@@ -60,6 +60,7 @@ class TrainResult:
     metrics: dict
     resumed_from: int = 0
     notes: list[str] = field(default_factory=list)
+    chief: bool = True  # False in processes other than 0 of a multi-process job
 
 
 class _BatchHook(keras.callbacks.Callback):
@@ -78,7 +79,7 @@ def _variables(model, optimizer) -> list:
 def _snapshot(model, optimizer) -> dict[str, np.ndarray]:
     out = {}
     for i, (kind, v) in enumerate(_variables(model, optimizer)):
-        out[f"{i:05d}_{kind}"] = np.asarray(keras.ops.convert_to_numpy(v.value))
+        out[f"{i:05d}_{kind}"] = distribute.to_numpy(v.value)
     return out
 
 
@@ -114,7 +115,7 @@ def _versions() -> dict:
     return out
 
 
-def _resolve_run(source, out, resume: bool) -> tuple[runs.RunFolder, dict | None]:
+def _resolve_run(source, out, resume: bool, create: bool = True):
     name = source.spec.name
     if resume:
         path = Path(out) if out is not None else runs.latest_run_path(name)
@@ -142,6 +143,8 @@ def _resolve_run(source, out, resume: bool) -> tuple[runs.RunFolder, dict | None
                 f"spec ({path / runs.SPEC}) or start a new run"
             )
         return run, state
+    if not create:  # another process (the chief) makes the folder
+        return runs.RunFolder(out), None
     run = runs.RunFolder(runs.new_run_path(out, name))
     return run, None
 
@@ -156,20 +159,33 @@ def train(
     stop_after: int | None = None,
     cache_dir=None,
     reporter: Reporter | None = None,
+    devices=None,
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
 ) -> TrainResult:
     """Train the spec of ``source`` (a :class:`SpecSource`, overrides already applied).
 
     ``data``/``val``: paths that win over the spec's ``data:``; ``out``: the run folder
     (default ``runs/<name>``, numbered when taken); ``resume``: continue ``out`` (or
     the newest ``runs/<name>*``) from its last completed epoch; ``stop_after``: stop
-    after this many epochs in this call (resume later).
+    after this many epochs in this call (resume later); ``devices``, ``coordinator``,
+    ``num_processes``, ``process_id``: data-parallel training (see
+    :mod:`.distribute`).
     """
+    topo = distribute.setup(devices, coordinator, num_processes, process_id)
     reporter = reporter or Reporter()
+    if not topo.chief:
+        reporter = Reporter()  # one voice: process 0 prints and writes
     t_start = time.perf_counter()
     compiled = api.compile_source(source)
     spec = compiled.spec
     train_cfg = spec.train if spec.train is not None else _default_train()
-    run, state = _resolve_run(source, out, resume)
+    if topo.processes > 1 and out is None:
+        raise TrainError("training in several processes needs --out: one run folder that "
+                         "every process can reach")  # fmt: skip
+    distribute.check_batch(train_cfg.batch_size, topo)
+    run, state = _resolve_run(source, out, resume, create=topo.chief)
 
     datasets = training_data(spec, data, val, n_outputs=_outputs(compiled), cache_dir=cache_dir)
     for note in datasets.notes:
@@ -182,23 +198,26 @@ def train(
     policy = recipe.dtype_policy(train_cfg.mixed_precision)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
+    bs = train_cfg.batch_size
+    local_bs = bs // topo.processes
+    steps = len(y) // bs if topo.distributed else max(1, math.ceil(len(y) / bs))
+    schedule = EpochSchedule(train_cfg, steps)
+    jit = recipe.jit_compile(train_cfg.jit_compile)
     try:
-        keras.utils.set_random_seed(train_cfg.seed)
-        model = api.build(compiled)
-        wrapper = pipeline.wrap(model, x.shape[1:], spec.data)
+        with topo.scope():
+            keras.utils.set_random_seed(train_cfg.seed)
+            model = api.build(compiled)
+            distribute.prepare_model(model, topo)
+            wrapper = pipeline.wrap(model, x.shape[1:], spec.data)
+            optimizer = recipe.optimizer(train_cfg, schedule)
+            wrapper.compile(
+                optimizer=optimizer,
+                loss=recipe.loss(train_cfg, len(datasets.train.classes)),
+                metrics=recipe.metrics(train_cfg),
+                jit_compile=jit,
+            )
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    bs = train_cfg.batch_size
-    steps = max(1, math.ceil(len(y) / bs))
-    schedule = EpochSchedule(train_cfg, steps)
-    optimizer = recipe.optimizer(train_cfg, schedule)
-    jit = recipe.jit_compile(train_cfg.jit_compile)
-    wrapper.compile(
-        optimizer=optimizer,
-        loss=recipe.loss(train_cfg, len(datasets.train.classes)),
-        metrics=recipe.metrics(train_cfg),
-        jit_compile=jit,
-    )
     jit = bool(getattr(wrapper, "jit_compile", jit))  # Keras turns it off for some layers
     device = recipe.device()
     reporter.note(
@@ -207,13 +226,21 @@ def train(
         f"{train_cfg.learning_rate:g} ({describe(train_cfg)}), batch {bs}, "
         f"{train_cfg.epochs} epochs"
     )
+    if topo.distributed:
+        dropped = len(y) - steps * bs
+        reporter.note(
+            f"{topo.describe()}; global batch {bs} = {topo.devices} x {bs // topo.devices}"
+            + (f"; the last {dropped} images of each epoch's order make no whole batch"
+               if dropped else "")
+        )  # fmt: skip
 
     start = 0
     history: list[dict] = []
     best = None
     spent = 0.0
     if state is not None:
-        optimizer.build(wrapper.trainable_variables)
+        with topo.scope():
+            optimizer.build(wrapper.trainable_variables)
         state, arrays = run.load_checkpoint()
         _restore(wrapper, optimizer, arrays, run.path)
         start = int(state["epoch"])
@@ -226,24 +253,27 @@ def train(
         best = state.get("best")
         spent = float(state.get("train_seconds", 0.0))
         reporter.note(f"resuming {run.path} after epoch {start} of {train_cfg.epochs}")
-    else:
+    elif topo.chief:
         run.create()
         atomic_write(run.file(runs.SPEC), lambda tmp: tmp.write_text(source.text, "utf-8"))
         reporter.note(f"run folder: {run.path}")
 
-    tb = report.TensorBoardLog(run.file(runs.TENSORBOARD))
+    tb = report.TensorBoardLog(run.file(runs.TENSORBOARD) if topo.chief else None)
+    val_rows = None
+    if xv is not None and topo.distributed:
+        val_rows = distribute.local_rows(np.arange(len(yv)), bs, topo)
     hooks = [keras.callbacks.TerminateOnNaN(), _BatchHook(reporter)]
     epochs_here = 0
     for epoch in range(start, train_cfg.epochs):
         if stop_after is not None and epochs_here >= stop_after:
             break
         pipeline.reseed(wrapper, train_cfg.seed, epoch)
-        order = epoch_order(len(y), train_cfg.seed, epoch)
+        order = distribute.local_rows(epoch_order(len(y), train_cfg.seed, epoch), bs, topo)
         lr = float(keras.ops.convert_to_numpy(schedule(epoch * steps)))
         reporter.epoch_begin(epoch, train_cfg.epochs, steps, bs)
         t0 = time.perf_counter()
         fit = wrapper.fit(
-            x[order], y[order], batch_size=bs, epochs=epoch + 1, initial_epoch=epoch,
+            x[order], y[order], batch_size=local_bs, epochs=epoch + 1, initial_epoch=epoch,
             shuffle=False, verbose=0, callbacks=hooks,
         )  # fmt: skip
         seconds = time.perf_counter() - t0
@@ -260,10 +290,15 @@ def train(
             "accuracy": logs.get("accuracy"),
             "learning_rate": lr,
             "seconds": seconds,
-            "images_per_second": len(y) / seconds if seconds > 0 else None,
+            "images_per_second": steps * bs / seconds if seconds > 0 else None,
         }
         if xv is not None:
-            ev = wrapper.evaluate(xv, yv, batch_size=max(bs, 256), verbose=0, return_dict=True)
+            if val_rows is None:
+                ev = wrapper.evaluate(xv, yv, batch_size=max(bs, 256), verbose=0,
+                                      return_dict=True)  # fmt: skip
+            else:
+                ev = wrapper.evaluate(xv[val_rows], yv[val_rows], batch_size=local_bs,
+                                      verbose=0, return_dict=True)  # fmt: skip
             row["val_loss"] = float(ev.get("loss"))
             row["val_accuracy"] = float(ev["accuracy"]) if "accuracy" in ev else None
         history.append(row)
@@ -272,9 +307,13 @@ def train(
         improved = _better(row, best)
         if improved:
             best = {k: row.get(k) for k in BEST_KEYS}
+        reporter.epoch_end(row, train_cfg.epochs)
+        if not topo.chief:
+            continue
         _commit(run, model, history, improved)
         metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
                            datasets, spent, time.perf_counter() - t_start)  # fmt: skip
+        metrics["distribution"] = topo.as_dict()
         run.write_json(runs.METRICS, metrics)
         report.curves(history, run.file(runs.CURVES), spec.name)
         tb.epoch(row)
@@ -283,10 +322,9 @@ def train(
             _snapshot(wrapper, optimizer),
             {"spec_sha256": sha256_text(source.text), "best": best, "train_seconds": spent},
         )
-        reporter.epoch_end(row, train_cfg.epochs)
     tb.close()
     metrics = run.read_json(runs.METRICS) or {}
-    return TrainResult(run.path, history, metrics, start, datasets.notes)
+    return TrainResult(run.path, history, metrics, start, datasets.notes, topo.chief)
 
 
 def _better(row: dict, best: dict | None) -> bool:
@@ -302,9 +340,10 @@ def _commit(run, model, history, improved) -> None:
     """Write this epoch's history and models (each atomically); the checkpoint and its
     state.json come after, as the commit."""
     run.write_history(history)
-    atomic_write(run.file(runs.MODEL), lambda tmp: model.save(tmp))
-    if improved:
-        atomic_write(run.file(runs.BEST), lambda tmp: model.save(tmp))
+    with distribute.portable(model):
+        atomic_write(run.file(runs.MODEL), lambda tmp: model.save(tmp))
+        if improved:
+            atomic_write(run.file(runs.BEST), lambda tmp: model.save(tmp))
 
 
 def _metrics(spec, compiled, history, best, train_cfg, device, jit, policy, datasets, spent, wall):

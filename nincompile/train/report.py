@@ -65,8 +65,10 @@ class TensorBoardLog:
     """Per-epoch scalars through ``tf.summary`` when TensorFlow is installed (it is
     by default); silently nothing otherwise, e.g. on a JAX-only GPU machine."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path | None):
         self.writer = None
+        if folder is None:
+            return
         try:
             import tensorboard  # noqa: F401  (tf.summary needs it)
             import tensorflow as tf
