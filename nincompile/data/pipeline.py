@@ -55,7 +55,25 @@ class Preprocess(keras.layers.Layer):
         return (input_shape[0], *self.size, input_shape[3])
 
 
-class RandomShift(keras.layers.Layer):
+class _Augmentation(keras.layers.Layer):
+    """A random image transformation that acts only while training, drawing from its
+    own seed generator (which :func:`reseed` sets per epoch)."""
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        return self.transform(x) if training else x
+
+    def transform(self, x):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class RandomShift(_Augmentation):
     """Translate each image by up to ``factor`` of its height and width (uniform,
     sub-pixel, bilinear), filling with 0: the NIN seed's ``width_shift_range`` /
     ``height_shift_range`` with ``fill_mode='constant', cval=0``.  Written with
@@ -63,13 +81,10 @@ class RandomShift(keras.layers.Layer):
     off jit compilation of the whole training step (``supports_jit = False``)."""
 
     def __init__(self, factor, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed, **kwargs)
         self.factor = float(factor)
-        self.generator = keras.random.SeedGenerator(seed)
 
-    def call(self, x, training=None):
-        if not training:
-            return x
+    def transform(self, x):
         b = ops.shape(x)[0]
         _, h, w, _ = x.shape
         f = self.factor
@@ -81,22 +96,16 @@ class RandomShift(keras.layers.Layer):
             x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
         )
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
-
-class RandomPadCrop(keras.layers.Layer):
+class RandomPadCrop(_Augmentation):
     """Zero-pad ``padding`` pixels on each side, then crop a random window of the
     original size (whole-pixel shifts, the usual CIFAR recipe)."""
 
     def __init__(self, padding, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed, **kwargs)
         self.padding = int(padding)
-        self.generator = keras.random.SeedGenerator(seed)
 
-    def call(self, x, training=None):
-        if not training:
-            return x
+    def transform(self, x):
         p = self.padding
         b = ops.shape(x)[0]
         _, h, w, c = x.shape
@@ -110,22 +119,16 @@ class RandomPadCrop(keras.layers.Layer):
         cols = ops.broadcast_to(ops.reshape(cols, (b, 1, w, 1)), (b, h, w, c))
         return ops.take_along_axis(xp, cols, axis=2)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
-
-class Cutout(keras.layers.Layer):
+class Cutout(_Augmentation):
     """Set a random ``size`` x ``size`` square of each image to 0 (DeVries & Taylor,
     2017); the square may hang over the edge."""
 
     def __init__(self, size, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(seed, **kwargs)
         self.size = int(size)
-        self.generator = keras.random.SeedGenerator(seed)
 
-    def call(self, x, training=None):
-        if not training:
-            return x
+    def transform(self, x):
         b = ops.shape(x)[0]
         _, h, w, _ = x.shape
         cy = keras.random.randint((b, 1, 1, 1), 0, h, seed=self.generator)
@@ -140,9 +143,6 @@ class Cutout(keras.layers.Layer):
             & (xs < cx - half + self.size)
         )
         return ops.where(inside, ops.zeros_like(x), x)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 def augment_layers(augment) -> list:
