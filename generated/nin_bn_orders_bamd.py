@@ -3,7 +3,7 @@
 NIN-BN on CIFAR-10 in the four layer orders of the seed's ablation.
 
 Source spec: ``specs/nin_bn_orders.yaml``
-sha256: d3e5ba3c9ec22b9b618531826c5e500a00a3e37ddac1369bca40b7ad6c0dc913
+sha256: de6c27c7e2403a57b8a36664867da08dc1814948b0151eb4c48069290f9fc4df
 
 To change the model, edit the spec and run ``nincompile emit`` again.
 """

@@ -3,7 +3,7 @@
 NIN-BN on CIFAR-10 in the four layer orders of the seed's ablation.
 
 Source spec: ``specs/nin_bn_orders.yaml``
-sha256: 0f3af88c31b34ef3e04739e583f9371342979f4a6d19b813190b6f85c485ca00
+sha256: de6c27c7e2403a57b8a36664867da08dc1814948b0151eb4c48069290f9fc4df
 
 To change the model, edit the spec and run ``nincompile emit`` again.
 """

@@ -74,9 +74,14 @@ class SpecError(NincompileError):
         return self._render()
 
 
+class SpecShapeError(SpecError):
+    """A spec problem in the model's shapes or size: every shape after it would be a
+    guess, so lowering reports it and stops instead of looking for more problems."""
+
+
 class ShapeError(NincompileError):
-    """Raised by IR shape inference; the lowering pass re-raises it as a SpecError
-    pointing at the stage that caused it."""
+    """Raised by IR shape inference; the lowering pass re-raises it as a
+    :class:`SpecShapeError` pointing at the stage that caused it."""
 
 
 class KerasMismatch(NincompileError):

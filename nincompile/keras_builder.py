@@ -1,6 +1,7 @@
 """IR graph -> Keras 3 functional model.
 
-One small builder per node kind (``BUILDERS``), each returning a Keras layer.  Only
+Each node's layer comes from its kind's entry in ``ir.kinds.LAYER_KINDS`` (the Keras
+class and its arguments); ``BUILDERS`` is that table turned into functions.  Only
 ``keras.*`` APIs are used, so the model builds under any Keras backend
 (tensorflow, jax, torch).
 """
@@ -8,9 +9,10 @@ One small builder per node kind (``BUILDERS``), each returning a Keras layer.  O
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
-from .ir import Graph, Node
-from .ir import nodes as n
+from .ir import LAYER_KINDS, Graph, LayerKind, Node
 
 
 def _keras():
@@ -19,91 +21,40 @@ def _keras():
     return import_keras()
 
 
-def _regularizer(weight_decay: float):
-    return _keras().regularizers.L2(weight_decay) if weight_decay else None
+def keras_object(path: str) -> Any:
+    """The Keras object at a dotted path: ``keras.layers.Conv2D``."""
+    head, *names = path.split(".")
+    if head != "keras":
+        raise ValueError(f"not a Keras path: {path!r}")
+    obj = _keras()
+    for name in names:
+        obj = getattr(obj, name)
+    return obj
 
 
-def _conv2d(node: n.Conv2D):
-    return _keras().layers.Conv2D(
-        filters=node.filters,
-        kernel_size=node.kernel,
-        strides=node.strides,
-        padding=node.padding,
-        use_bias=node.bias,
-        kernel_initializer=node.initializer,
-        kernel_regularizer=_regularizer(node.weight_decay),
-        name=node.name,
-    )
+def build_layer(spec: LayerKind, node: Node) -> Any:
+    """The Keras layer for ``node`` (``keras.Input`` for the input node), every
+    argument given, Keras's defaults included."""
+    kwargs = {}
+    for arg in spec.args:
+        value = arg.of(node)
+        if arg.wrap is not None:
+            value = keras_object(arg.wrap)(value) if value else None
+        kwargs[arg.keras] = value
+    return keras_object(spec.keras_path(node))(**kwargs, name=node.name)
 
 
-def _dense(node: n.Dense):
-    return _keras().layers.Dense(
-        units=node.units,
-        use_bias=node.bias,
-        kernel_initializer=node.initializer,
-        kernel_regularizer=_regularizer(node.weight_decay),
-        name=node.name,
-    )
-
-
-def _batch_norm(node: n.BatchNorm):
-    return _keras().layers.BatchNormalization(name=node.name)
-
-
-def _activation(node: n.Activation):
-    return _keras().layers.Activation(node.function, name=node.name)
-
-
-def _pool2d(node: n.Pool2D):
-    layers = _keras().layers
-    cls = layers.MaxPooling2D if node.mode == "max" else layers.AveragePooling2D
-    return cls(pool_size=node.size, strides=node.strides, padding=node.padding, name=node.name)
-
-
-def _global_pool(node: n.GlobalPool):
-    layers = _keras().layers
-    cls = layers.GlobalAveragePooling2D if node.mode == "avg" else layers.GlobalMaxPooling2D
-    return cls(name=node.name)
-
-
-def _flatten(node: n.Flatten):
-    return _keras().layers.Flatten(name=node.name)
-
-
-def _dropout(node: n.Dropout):
-    return _keras().layers.Dropout(node.rate, name=node.name)
-
-
-def _concat(node: n.Concat):
-    return _keras().layers.Concatenate(axis=-1, name=node.name)
-
-
-def _add(node: n.Add):
-    return _keras().layers.Add(name=node.name)
-
-
-#: node kind -> builder of the Keras layer (the input node is handled by build_model)
-BUILDERS: dict[str, Callable[[Node], object]] = {
-    "input": lambda node: None,
-    "conv2d": _conv2d,
-    "dense": _dense,
-    "batch_norm": _batch_norm,
-    "activation": _activation,
-    "pool2d": _pool2d,
-    "global_pool": _global_pool,
-    "flatten": _flatten,
-    "dropout": _dropout,
-    "concat": _concat,
-    "add": _add,
+#: node kind -> builder of its Keras layer, derived from ``LAYER_KINDS``
+BUILDERS: dict[str, Callable[[Node], Any]] = {
+    kind: partial(build_layer, spec) for kind, spec in LAYER_KINDS.items()
 }
 
 
 def build_model(graph: Graph):
     """The functional ``keras.Model`` for ``graph``; layer names equal IR names."""
     keras = _keras()
-    tensors = {}
     inp = graph.input
-    tensors[inp.name] = keras.Input(shape=inp.shape, name=inp.name)
+    tensors = {inp.name: BUILDERS[inp.kind](inp)}
     for node in graph.nodes[1:]:
         layer = BUILDERS[node.kind](node)
         args = [tensors[i] for i in node.inputs]

@@ -2,6 +2,7 @@
 model as the compiler (layer names, configs, weights, outputs) for every spec."""
 
 import ast
+import dataclasses
 import hashlib
 import importlib.util
 import os
@@ -20,12 +21,19 @@ from nincompile.cli import main
 from nincompile.codegen import HANDLERS, CodegenError, render_source, render_specs
 from nincompile.codegen.pysrc import Atom, Call, Kw, List, layout, py_lit, py_str
 from nincompile.ir import NODE_KINDS
-from nincompile.spec import parse_spec
+from nincompile.spec import load_spec, parse_spec
+from nincompile.spec.variants import variant_names
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+# (spec, variant index, model name): a spec with `variants:` makes one module per variant
+MODELS = [
+    (spec, k, name)
+    for spec in SPECS
+    for k, name in enumerate(variant_names(load_spec(spec)))
+]  # fmt: skip
 GENERATED = ROOT / "generated"
 
 # Every block feature in one small model: parameters as activation, batch norm, bias,
@@ -149,15 +157,16 @@ def zoo(tmp_path_factory):
     return spec, generated.target
 
 
-@pytest.fixture(scope="module", params=[*SPECS, "zoo"], ids=lambda p: getattr(p, "stem", p))
+@pytest.fixture(scope="module", params=[*MODELS, "zoo"], ids=lambda p: p if p == "zoo" else p[2])
 def pair(request):
-    """(compiled, compiler's model, generated module, generated model) per spec."""
+    """(compiled, compiler's model, generated module, generated model) per model."""
     if request.param == "zoo":
         spec, module_path = request.getfixturevalue("zoo")
+        compiled = api.compile_spec(spec)
     else:
-        spec = request.param
-        module_path = GENERATED / f"{api.compile_spec(spec).name}.py"
-    compiled = api.compile_spec(spec)
+        spec, k, name = request.param
+        module_path = GENERATED / f"{name}.py"
+        compiled = api.compile_all(spec)[k]
     assert module_path.is_file(), f"{module_path} is missing: run `nincompile emit`"
     module = _import(module_path)
     return compiled, api.build(compiled), module, module.build_model()
@@ -168,16 +177,17 @@ def pair(request):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_generated_file_is_current(spec):
-    (generated,), errors = render_specs([str(spec)], GENERATED)
+    done, errors = render_specs([str(spec)], GENERATED)
     assert not errors
-    assert generated.target.read_text(encoding="utf-8") == generated.text, (
-        f"{generated.target} is stale: run `nincompile emit`"
-    )
+    assert [g.name for g in done] == [name for s, _, name in MODELS if s == spec]
+    for generated in done:
+        assert generated.target.read_text(encoding="utf-8") == generated.text, (
+            f"{generated.target} is stale: run `nincompile emit`"
+        )
 
 
 def test_header_names_spec_and_hash():
-    for spec in SPECS:
-        name = api.compile_spec(spec).name
+    for spec, _, name in MODELS:
         doc = ast.get_docstring(ast.parse((GENERATED / f"{name}.py").read_text("utf-8")))
         sha = hashlib.sha256(spec.read_text(encoding="utf-8").encode()).hexdigest()
         assert f"specs/{spec.name}" in doc and sha in doc
@@ -294,7 +304,7 @@ def test_generated_files_pass_ruff(zoo):
     ruff = _ruff()
     if ruff is None:
         pytest.skip("ruff is not installed")
-    files = [str(GENERATED / f"{api.compile_spec(s).name}.py") for s in SPECS] + [str(zoo[1])]
+    files = [str(GENERATED / f"{name}.py") for _, _, name in MODELS] + [str(zoo[1])]
     for args in (
         ["format", "--check", "--isolated", "--no-force-exclude"],
         ["check", "--isolated", "--no-force-exclude"],
@@ -377,6 +387,59 @@ def test_helper_that_does_not_reproduce_the_ir_is_an_error(monkeypatch):
 
 def test_every_layer_kind_has_a_handler():
     assert set(NODE_KINDS) - {"input"} <= set(HANDLERS)
+
+
+def test_handlers_leave_out_the_keras_defaults_of_the_table():
+    from nincompile.codegen.layers import keras_call
+    from nincompile.codegen.pysrc import flat
+    from nincompile.codegen.render import ConcreteValues
+    from nincompile.ir import LAYER_KINDS
+    from nincompile.ir import nodes as n
+
+    conv = LAYER_KINDS["conv2d"]
+    node = n.Conv2D(
+        name="c", filters=8, kernel=3, strides=1, padding="same", bias=True,
+        initializer="glorot_uniform", weight_decay=0.0,
+    )  # fmt: skip
+    uses = set()
+    assert flat(keras_call(conv, node, ConcreteValues(uses))) == (
+        'layers.Conv2D(8, 3, padding="same", name="c")'
+    )
+    node = dataclasses.replace(node, strides=(1, 1), weight_decay=1e-4, bias=False)
+    assert flat(keras_call(conv, node, ConcreteValues(uses))) == (
+        'layers.Conv2D(8, 3, strides=(1, 1), padding="same", use_bias=False, '
+        'kernel_regularizer=regularizers.L2(1e-4), name="c")'
+    )
+    assert uses == {"regularizers"}
+    pool = n.Pool2D(name="p", mode="avg", size=2, strides=None, padding="valid")
+    assert flat(HANDLERS["pool2d"](pool, ConcreteValues(uses))) == (
+        'layers.AveragePooling2D(2, name="p")'
+    )
+    inp = n.Input(name="input", shape=(4,))
+    want = 'keras.Input(shape=(4,), name="input")'
+    assert flat(HANDLERS["input"](inp, ConcreteValues(uses))) == want
+
+
+def test_a_block_part_left_out_of_its_order_is_written_inline():
+    """The tracer applies the lowering's own check for order letters: a batch norm
+    given by a parameter but missing from the order cannot become a helper."""
+    source = parse_spec(
+        textwrap.dedent(
+            """\
+            name: m
+            input: [8, 8, 3]
+            blocks:
+              u:
+                params: {bn: false}
+                stages: [{conv: [4, 3], batch_norm: $bn, activation: relu, order: ap}]
+            stages: [{block: u}]
+            """
+        ),
+        "m.yaml",
+    )
+    text = render_source(source)
+    assert "def u(" not in text
+    assert "written out layer by layer (order 'ap' leaves out 'b'" in text
 
 
 # ------------------------------------------------------------------------ CLI

@@ -1,13 +1,17 @@
 """One test per layer kind, and the rule that a layer kind is complete everywhere.
 
-Each IR node kind must have: a Keras builder, a code generator handler, and a spec
-form that lowers to it (exercised in KIND_SPECS below).  Adding a node class without
-the rest fails ``test_every_kind_is_complete``."""
+Each IR node kind must have: an entry in ``LAYER_KINDS`` (its Keras class and
+arguments), from which the Keras builders and the code generator's handlers are
+derived, and a spec form that lowers to it (exercised in KIND_SPECS below).  Adding a
+node class without the rest fails ``test_every_kind_is_complete``."""
+
+import dataclasses
+import inspect
 
 import pytest
 
-from nincompile.ir import NODE_KINDS, lower
-from nincompile.keras_builder import BUILDERS, build_model, count_params
+from nincompile.ir import LAYER_KINDS, NODE_KINDS, REQUIRED, lower
+from nincompile.keras_builder import BUILDERS, build_model, count_params, keras_object
 from nincompile.spec import parse_spec
 
 # kind -> (input shape, stage items) whose last layer is of that kind
@@ -46,9 +50,38 @@ def graph_for(kind):
 def test_every_kind_is_complete():
     from nincompile.codegen import HANDLERS  # code generation: one handler per kind
 
+    assert set(NODE_KINDS) == set(LAYER_KINDS), "layer kind table entry missing"
     assert set(NODE_KINDS) == set(BUILDERS), "Keras builder missing"
     assert set(NODE_KINDS) - {"input"} <= set(HANDLERS), "codegen handler missing"
+    assert set(NODE_KINDS) == set(HANDLERS), "codegen handler missing"
     assert set(NODE_KINDS) == set(KIND_SPECS), "spec form (test case) missing"
+    for kind, spec in LAYER_KINDS.items():
+        assert spec.kind == kind
+        fields = {f.name for f in dataclasses.fields(NODE_KINDS[kind])}
+        assert {a.field for a in spec.args if a.field is not None} <= fields, kind
+        if not isinstance(spec.keras, str):
+            assert "mode" in fields, kind  # the Keras class is chosen by the node's mode
+
+
+def _keras_paths(spec):
+    return [spec.keras] if isinstance(spec.keras, str) else list(spec.keras.values())
+
+
+@pytest.mark.parametrize("kind", sorted(LAYER_KINDS))
+def test_table_names_keras_arguments_and_their_defaults(kind):
+    """Every argument is one the Keras callable takes, and a default the generated
+    code relies on (to leave the argument out) is Keras's own."""
+    spec = LAYER_KINDS[kind]
+    for path in _keras_paths(spec):
+        params = inspect.signature(keras_object(path)).parameters
+        for arg in spec.args:
+            assert arg.keras in params, (path, arg.keras)
+            if arg.default is not REQUIRED:
+                keras_default = params[arg.keras].default
+                # Keras writes a 2-D default as a pair: strides=(1, 1)
+                assert keras_default in (arg.default, (arg.default, arg.default)), (path, arg)
+            if arg.wrap is not None:
+                assert callable(keras_object(arg.wrap))
 
 
 @pytest.mark.parametrize("kind", sorted(KIND_SPECS))

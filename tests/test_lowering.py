@@ -194,3 +194,35 @@ def test_linear_activation_in_a_stage_adds_no_layer():
         "head: [flatten, {dense: 3, activation: linear}]\n"
     )
     assert [n.kind for n in g.nodes[1:]] == ["conv2d", "flatten", "dense"]
+
+
+def test_every_item_kind_has_one_handler():
+    """The lowering's dispatch table covers every item model of the schema."""
+    from nincompile.ir import Lowerer
+    from nincompile.spec import schema
+
+    lowerer = Lowerer(parse_spec("name: m\ninput: [8, 8, 3]\nstages: [flatten]\n", "t.yaml"))
+    assert set(lowerer.item_handlers) == set(schema.ITEM_KINDS.values())
+
+
+def test_a_shape_error_is_a_spec_shape_error_and_stops_lowering():
+    from nincompile.errors import SpecShapeError
+    from nincompile.ir import Lowerer
+
+    src = parse_spec("name: m\ninput: [8, 8, 3]\nstages: [flatten]\n", "t.yaml")
+    assert isinstance(Lowerer(src).fail("too big", (), shape=True), SpecShapeError)
+    assert not isinstance(Lowerer(src).fail("unknown", ()), SpecShapeError)
+    # Reference errors are all reported; after a shape error, later stages are not.
+    with pytest.raises(SpecError) as info:
+        graph("name: m\ninput: [8, 8, 3]\nstages: [{conv: [$a, 3]}, {conv: [$b, 3]}]\n")
+    assert len(info.value.problems) == 2
+    with pytest.raises(SpecError) as info:
+        graph("name: m\ninput: [8, 8, 3]\nstages: [{dense: 3}, {conv: [$b, 3]}]\n")
+    assert len(info.value.problems) == 1 and "flat input" in str(info.value)
+
+
+def test_pool_padding_defaults_to_the_keras_default():
+    from nincompile.ir import LAYER_KINDS
+
+    g = graph("name: m\ninput: [8, 8, 3]\nstages: [{pool: {max: 2}}]\n")
+    assert g.nodes[1].padding == LAYER_KINDS["pool2d"].default("padding") == "valid"

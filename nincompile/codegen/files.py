@@ -55,7 +55,8 @@ def render_specs(
     by_name: dict[str, str] = {}
     for spec in specs:
         try:
-            expansions = expand(load_spec(spec))  # a spec with variants: one per variant
+            loaded = load_spec(spec)
+            expansions = expand(loaded)  # a spec with variants: one per variant
         except NincompileError as err:
             errors.append(err)
             continue
@@ -67,7 +68,7 @@ def render_specs(
                         f"{spec}: model name '{name}' is also the name in {by_name[name]}; "
                         f"both would be written to {Path(out_dir) / (name + '.py')}"
                     )
-                text = render_source(source, source_label(spec, out_dir))
+                text = render_source(source, source_label(spec, out_dir), loaded.sha256)
             except NincompileError as err:
                 errors.append(err)
                 continue

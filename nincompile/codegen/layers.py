@@ -1,23 +1,30 @@
-"""One handler per IR node kind: the Keras call that makes the layer, as an expression.
+"""The Keras call that makes a node's layer, as an expression, from the node kind's
+entry in ``ir.kinds.LAYER_KINDS``; ``HANDLERS`` is that table turned into functions.
 
 A handler gets the node and a :class:`Values` that turns field values into Python
 expressions: a literal (``py_lit``) for a concrete value, the parameter's name inside
 a block helper, and the layer name as a literal or an f-string on the helper's
-``name`` argument.  Keyword arguments equal to Keras's own defaults are left out, as a
-person would write them (``layers.Conv2D(64, 3, padding="same", name=...)``).
+``name`` argument.  Keyword arguments equal to Keras's own defaults (as the table
+gives them) are left out, as a person would write them
+(``layers.Conv2D(64, 3, padding="same", name=...)``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
+from ..ir import LAYER_KINDS, LayerKind
 from ..ir import nodes as n
 from .pysrc import Atom, Call, Expr, Kw
 
+#: Keras modules the generated file imports by name (``from keras import layers``)
+IMPORTED = ("layers", "regularizers")
+
 
 class Values(Protocol):
-    """How a handler writes values (see :class:`render.Scope`)."""
+    """How a handler writes values (see :class:`render.ConcreteValues`)."""
 
     def expr(self, value: object) -> str: ...
 
@@ -25,89 +32,41 @@ class Values(Protocol):
 
     def is_symbolic(self, value: object) -> bool: ...
 
-    def regularizer(self, weight_decay: object) -> str | None: ...
+    def wrapped(self, func: str, value: object) -> str | None: ...
 
 
-def _kw(v: Values, args: list[Expr], key: str, value: object, default: object) -> None:
-    """Append ``key=value`` unless ``value`` is concretely Keras's default."""
-    if v.is_symbolic(value) or value != default or type(value) is not type(default):
-        args.append(Kw(key, Atom(v.expr(value))))
+def source_name(path: str) -> str:
+    """A Keras path as the generated file writes it: ``keras.layers.Conv2D`` ->
+    ``layers.Conv2D`` (imported by name), ``keras.Input`` stays."""
+    parts = path.split(".")
+    return ".".join(parts[1:]) if len(parts) > 2 and parts[1] in IMPORTED else path
 
 
-def _layer(cls: str, args: list[Expr], v: Values, node: n.Node) -> Call:
-    return Call(Atom(f"layers.{cls}"), (*args, Kw("name", Atom(v.name(node.name)))))
+def _is_default(v: Values, value: object, default: object) -> bool:
+    """Whether ``value`` is concretely Keras's default (then it is left out)."""
+    return not v.is_symbolic(value) and value == default and type(value) is type(default)
 
 
-def _conv2d(node: n.Conv2D, v: Values) -> Call:
-    args: list[Expr] = [Atom(v.expr(node.filters)), Atom(v.expr(node.kernel))]
-    _kw(v, args, "strides", node.strides, 1)
-    _kw(v, args, "padding", node.padding, "valid")
-    _kw(v, args, "use_bias", node.bias, True)
-    _kw(v, args, "kernel_initializer", node.initializer, "glorot_uniform")
-    if (reg := v.regularizer(node.weight_decay)) is not None:
-        args.append(Kw("kernel_regularizer", Atom(reg)))
-    return _layer("Conv2D", args, v, node)
+def keras_call(spec: LayerKind, node: n.Node, v: Values) -> Call:
+    """``layers.X(positional..., keyword=value..., name=...)`` for ``node``."""
+    args: list[Expr] = []
+    for arg in spec.args:
+        value = arg.of(node)
+        if arg.wrap is not None:
+            text = v.wrapped(source_name(arg.wrap), value)
+            if text is not None:
+                args.append(Kw(arg.keras, Atom(text)))
+        elif arg.positional:
+            args.append(Atom(v.expr(value)))
+        elif not _is_default(v, value, arg.default):
+            args.append(Kw(arg.keras, Atom(v.expr(value))))
+    args.append(Kw("name", Atom(v.name(node.name))))
+    return Call(Atom(source_name(spec.keras_path(node))), tuple(args))
 
 
-def _dense(node: n.Dense, v: Values) -> Call:
-    args: list[Expr] = [Atom(v.expr(node.units))]
-    _kw(v, args, "use_bias", node.bias, True)
-    _kw(v, args, "kernel_initializer", node.initializer, "glorot_uniform")
-    if (reg := v.regularizer(node.weight_decay)) is not None:
-        args.append(Kw("kernel_regularizer", Atom(reg)))
-    return _layer("Dense", args, v, node)
-
-
-def _batch_norm(node: n.BatchNorm, v: Values) -> Call:
-    return _layer("BatchNormalization", [], v, node)
-
-
-def _activation(node: n.Activation, v: Values) -> Call:
-    return _layer("Activation", [Atom(v.expr(node.function))], v, node)
-
-
-def _pool2d(node: n.Pool2D, v: Values) -> Call:
-    args: list[Expr] = [Atom(v.expr(node.size))]
-    if node.strides is not None:
-        args.append(Kw("strides", Atom(v.expr(node.strides))))
-    _kw(v, args, "padding", node.padding, "valid")
-    cls = "MaxPooling2D" if node.mode == "max" else "AveragePooling2D"
-    return _layer(cls, args, v, node)
-
-
-def _global_pool(node: n.GlobalPool, v: Values) -> Call:
-    cls = "GlobalAveragePooling2D" if node.mode == "avg" else "GlobalMaxPooling2D"
-    return _layer(cls, [], v, node)
-
-
-def _flatten(node: n.Flatten, v: Values) -> Call:
-    return _layer("Flatten", [], v, node)
-
-
-def _dropout(node: n.Dropout, v: Values) -> Call:
-    return _layer("Dropout", [Atom(v.expr(node.rate))], v, node)
-
-
-def _concat(node: n.Concat, v: Values) -> Call:
-    return _layer("Concatenate", [], v, node)  # axis=-1, Keras's default
-
-
-def _add(node: n.Add, v: Values) -> Call:
-    return _layer("Add", [], v, node)
-
-
-#: node kind -> the Keras layer constructor call (the input node is ``keras.Input``)
+#: node kind -> the Keras call that makes its layer, derived from ``LAYER_KINDS``
 HANDLERS: dict[str, Callable[[n.Node, Values], Call]] = {
-    "conv2d": _conv2d,
-    "dense": _dense,
-    "batch_norm": _batch_norm,
-    "activation": _activation,
-    "pool2d": _pool2d,
-    "global_pool": _global_pool,
-    "flatten": _flatten,
-    "dropout": _dropout,
-    "concat": _concat,
-    "add": _add,
+    kind: partial(keras_call, spec) for kind, spec in LAYER_KINDS.items()
 }
 
 # ------------------------------------------------------------------ comments

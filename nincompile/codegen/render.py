@@ -22,10 +22,10 @@ import jinja2
 
 from ..ir import Graph
 from ..ir import nodes as n
-from ..ir.lower import Lowerer
+from ..ir.lower import NO_ACTIVATION, Lowerer
 from ..spec import schema as s
 from ..spec.load import SpecSource
-from .layers import HANDLERS, describe
+from .layers import HANDLERS, IMPORTED, describe
 from .pysrc import (
     INDENT,
     LINE_LENGTH,
@@ -60,7 +60,7 @@ from .trace import (
 )
 
 # Module-level names of a generated file; block helpers and parameters avoid them.
-_MODULE_NAMES = {"keras", "layers", "regularizers", "build_model", "compile_model"}
+_MODULE_NAMES = {"keras", *IMPORTED, "build_model", "compile_model"}
 _LOCAL_NAMES = {"x", "name", "inputs", "model", "optimizer", "loss", "metrics"}
 _LOCAL_PATTERN = re.compile(r"(t|branch)\d+_*")
 
@@ -111,7 +111,7 @@ class _Recorder(Lowerer):
 # -------------------------------------------------------------------- values
 
 
-class _Concrete:
+class ConcreteValues:
     """Values of top-level layers: literals."""
 
     def __init__(self, uses: set[str]):
@@ -126,14 +126,15 @@ class _Concrete:
     def is_symbolic(self, value: object) -> bool:
         return False
 
-    def regularizer(self, weight_decay: object) -> str | None:
-        if not weight_decay:
+    def wrapped(self, func: str, value: object) -> str | None:
+        """``func(value)``, or None (left out) for a false value."""
+        if not value:
             return None
-        self.uses.add("regularizers")
-        return f"regularizers.L2({py_lit(weight_decay)})"
+        self.uses.add(func.split(".")[0])
+        return f"{func}({py_lit(value)})"
 
 
-class _Symbolic(_Concrete):
+class SymbolicValues(ConcreteValues):
     """Values inside a block helper: parameters by name, names as f-strings."""
 
     def __init__(self, uses: set[str], params: dict[str, str]):
@@ -170,15 +171,15 @@ class _Symbolic(_Concrete):
     def is_symbolic(self, value: object) -> bool:
         return isinstance(value, s.Var)
 
-    def regularizer(self, weight_decay: object) -> str | None:
-        if isinstance(weight_decay, Sym):
-            self.uses.add("regularizers")
-            p = self.params[weight_decay.name]
-            return f"regularizers.L2({p}) if {p} else None"
-        return super().regularizer(weight_decay)
+    def wrapped(self, func: str, value: object) -> str | None:
+        if isinstance(value, Sym):
+            self.uses.add(func.split(".")[0])
+            p = self.params[value.name]
+            return f"{func}({p}) if {p} else None"
+        return super().wrapped(func, value)
 
 
-def _layer_call(node: n.Node, inputs: list[str], values: _Concrete) -> Call:
+def _layer_call(node: n.Node, inputs: list[str], values: ConcreteValues) -> Call:
     handler = HANDLERS.get(node.kind)
     if handler is None:
         raise CodegenError(f"no code generator for layer kind '{node.kind}'")
@@ -225,13 +226,18 @@ class _Unit:
 
 
 class _Module:
-    def __init__(self, src: SpecSource, label: str):
+    def __init__(self, src: SpecSource, label: str, sha256: str | None = None):
+        self.header_sha256 = sha256 or src.sha256
         self.src = src
         self.spec = src.spec
         self.label = label
         recorder = _Recorder(src)
         self.graph: Graph = recorder.run()
         self.groups = sorted(recorder.groups, key=lambda g: g.start)
+        self.consumers: dict[str, list[str]] = {}  # tensor -> the layers that read it
+        for node in self.graph.nodes:
+            for t in node.inputs:
+                self.consumers.setdefault(t, []).append(node.name)
         self.uses: set[str] = set()
         self._plan_helpers()
 
@@ -298,13 +304,13 @@ class _Module:
         if renamed:
             about += f" Parameters renamed to keep Python names apart: {', '.join(renamed)}."
         doc = [*doc, "", *doc_lines(about, width)] if doc else doc_lines(about, width)
-        values = _Symbolic(self.uses, params)
+        values = SymbolicValues(self.uses, params)
         body = self._statements(trace.stmts, 1, values, local, block)
         body.append(f"{INDENT}return x")
         return {"signature": signature, "doc": _docstring(doc, 1), "body": body}
 
     def _statements(
-        self, stmts: list, indent: int, values: _Symbolic, local: dict, block: str
+        self, stmts: list, indent: int, values: SymbolicValues, local: dict, block: str
     ) -> list[str]:
         pad = INDENT * indent
         lines: list[str] = []
@@ -332,15 +338,16 @@ class _Module:
                 raise CodegenError(f"unknown statement {st!r}")
         return lines
 
-    def _condition(self, cond: Cond, values: _Symbolic, block: str) -> str:
+    def _condition(self, cond: Cond, values: SymbolicValues, block: str) -> str:
         p = values.expr(cond.sym)
         if cond.kind == "truthy":
             return p
         # An activation parameter with a default (or type) written as a string holds a
         # string; otherwise keep the lowering's own test.
         if isinstance(self.spec.blocks[block].params.get(cond.sym.name), str):
-            return f'{p} != "linear"'
-        return f'{p} not in (None, "linear")'
+            (word,) = (v for v in NO_ACTIVATION if v is not None)
+            return f"{p} != {py_lit(word)}"
+        return f"{p} not in {py_lit(NO_ACTIVATION)}"
 
     # ---------------------------------------------------------- build_model
     def _units(self) -> list[tuple[list[str], _Unit]]:
@@ -380,8 +387,8 @@ class _Module:
         title = f"Block: {scope.block}" + (f" ({shown})" if shown else "")
         made = {x.name for x in nodes}
         sources = list(dict.fromkeys(t for x in nodes for t in x.inputs if t not in made))
-        leaks = [t for t in self._consumers if t in made and t != nodes[-1].name]
-        leaks = [t for t in leaks if any(c not in made for c in self._consumers[t])]
+        leaks = [t for t in self.consumers if t in made and t != nodes[-1].name]
+        leaks = [t for t in leaks if any(c not in made for c in self.consumers[t])]
         why = self.inline.get(scope.block)
         if why is None and (len(sources) != 1 or leaks):
             why = "its layers do not form one input, one output"
@@ -404,24 +411,16 @@ class _Module:
 
     def _build(self) -> list[str]:
         graph = self.graph
-        self._consumers: dict[str, list[str]] = {}
-        for node in graph.nodes:
-            for t in node.inputs:
-                self._consumers.setdefault(t, []).append(node.name)
         units = self._units()
         # Which unit reads each tensor: "x" carries a tensor read only by the next unit.
         readers: dict[str, list[int]] = {}
         for k, (_, unit) in enumerate(units):
             for t in dict.fromkeys(unit.inputs):
                 readers.setdefault(t, []).append(k)
-        concrete = _Concrete(self.uses)
+        concrete = ConcreteValues(self.uses)
         inp = graph.input
         var = {inp.name: "inputs"}
-        call = Call(
-            Atom("keras.Input"),
-            (Kw("shape", Atom(py_lit(tuple(inp.shape)))), Kw("name", Atom(py_str(inp.name)))),
-        )
-        lines = layout("inputs = ", call, "", 1)
+        lines = layout("inputs = ", HANDLERS[inp.kind](inp, concrete), "", 1)
         fresh = 0
         for k, (head, unit) in enumerate(units):
             if head:
@@ -509,11 +508,11 @@ class _Module:
             "name": identifier(self.spec.name, "spec name"),
             "description": description,
             "source": doc_text(self.label),
-            "sha256": self.src.sha256,
+            "sha256": self.header_sha256,
             "params": _fmt(counts.total),
             "trainable": _fmt(counts.trainable),
             "non_trainable": _fmt(counts.non_trainable),
-            "keras_imports": sorted(self.uses & {"layers", "regularizers"}),
+            "keras_imports": sorted(self.uses & set(IMPORTED)),
             "helpers": helpers,
             "build_body": build,
             "compile_body": compile_body,
@@ -521,7 +520,9 @@ class _Module:
         return environment().get_template("module.py.j2").render(context)
 
 
-def render_source(src: SpecSource, label: str | None = None) -> str:
+def render_source(src: SpecSource, label: str | None = None, sha256: str | None = None) -> str:
     """The generated module for a loaded spec; ``label`` names the spec in the header
-    (default: its file name as loaded).  Raises SpecError or CodegenError."""
-    return _Module(src, src.file if label is None else label).render()
+    (default: its file name as loaded) and ``sha256`` the hash it shows (default: of the
+    spec's text; for a variant, the caller passes the spec file's).  Raises SpecError or
+    CodegenError."""
+    return _Module(src, src.file if label is None else label, sha256).render()

@@ -4,8 +4,10 @@ The lowering pass (:class:`nincompile.ir.lower.Lowerer`) expands every block cal
 with concrete arguments.  Here the same pass walks a block's body once with each
 parameter bound to a :class:`Sym`, a ``$variable`` that stays a variable, and the
 prefix bound to a marker for the helper's ``name`` argument.  The lowering code
-names the layers and applies defaults exactly as it does for the compiled model; the
-overrides below only record statements instead of adding nodes:
+names the layers, applies defaults and checks each stage's order exactly as it does
+for the compiled model; the :class:`Lowerer` hooks overridden below (``emit``,
+``condition`` and ``guard``, ``branch``, ``repeat_count``, ``per_repeat``,
+``enter_block``) only record statements instead of adding nodes:
 
 * a layer -> ``target = layers.X(...)(source)`` with symbolic fields;
 * ``when: $flag`` -> ``if flag:`` around the item's statements;
@@ -25,7 +27,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..ir import nodes as n
-from ..ir.lower import _NO_ACTIVATION, Lowerer, _Frame
+from ..ir.lower import NO_ACTIVATION, Frame, Lowerer
 from ..spec import schema as s
 from ..spec.load import SpecSource
 
@@ -55,7 +57,7 @@ class Cond:
         value = args[self.sym.name]
         if self.kind == "truthy":
             return bool(value)
-        return value not in _NO_ACTIVATION
+        return value not in NO_ACTIVATION
 
 
 @dataclass
@@ -104,6 +106,9 @@ def _branch_var(b: int) -> str:
 
 
 class _Tracer(Lowerer):
+    """The lowering pass over one block body, recording statements through the
+    :class:`Lowerer` hooks."""
+
     def __init__(self, src: SpecSource, block: str):
         super().__init__(src)
         self.block_name = block
@@ -118,9 +123,9 @@ class _Tracer(Lowerer):
         for k, default in self.block.params.items():
             # A parameter whose default is null only ever holds null (type check).
             env[k] = None if k not in required and default is None else Sym(k)
-        frame = _Frame(env, (), ())
+        frame = Frame(env, (), ())
         try:
-            out = self._block_body(self.block, "x", NAME, frame, ("blocks", self.block_name))
+            out = self.block_body(self.block, "x", NAME, frame, ("blocks", self.block_name))
         except SpecError as err:
             raise Unsupported(err.problems[0].message if err.problems else str(err)) from None
         except Unsupported:
@@ -138,26 +143,35 @@ class _Tracer(Lowerer):
             self.calls,
         )
 
-    # --------------------------------------------------------------- recording
-    def emit(self, node: n.Node, frame: _Frame) -> str:
+    # ------------------------------------------------------------------ hooks
+    def emit(self, node: n.Node, frame: Frame) -> str:
         if isinstance(node, n.Concat | n.Add):
             self.stmts.append(Blank())
         self.stmts.append(Layer(self.target, node))
         return self.target
 
-    def items(self, items, x, prefix, frame, path, fmt="{k}"):
-        if len(path) >= 2 and path[-2] == "branches":  # a branch: its own variable
-            if path[-1] > 0:
-                self.stmts.append(Blank())
-            saved, self.target = self.target, _branch_var(path[-1])
-            try:
-                return super().items(items, x, prefix, frame, path, fmt)
-            finally:
-                self.target = saved
-        return super().items(items, x, prefix, frame, path, fmt)
+    def branch(self, b, items, x, prefix, frame, path):
+        """A branch writes to its own variable."""
+        if b > 0:
+            self.stmts.append(Blank())
+        saved, self.target = self.target, _branch_var(b)
+        try:
+            return super().branch(b, items, x, prefix, frame, path)
+        finally:
+            self.target = saved
 
-    def _conditional(self, cond: Cond, make, x: str) -> str:
+    def condition(self, value, test, frame, path):
+        """A condition on a parameter becomes ``if``; on a concrete value, the pass's own."""
+        if isinstance(value, Sym):
+            return Cond("active" if test == "active" else "truthy", value)
+        if isinstance(value, s.Var):
+            raise Unsupported(f"unresolved variable {value}")
+        return super().condition(value, test, frame, path)
+
+    def guard(self, on, make, x):
         """Record ``make(x)`` under ``if cond:``; the tensor stays in ``self.target``."""
+        if not isinstance(on, Cond):
+            return super().guard(on, make, x)
         before, original = len(self.stmts), x
         if x != self.target:
             self.stmts.append(Alias(self.target, x))
@@ -172,92 +186,26 @@ class _Tracer(Lowerer):
             return original
         if out != self.target:
             raise Unsupported("a conditional item that does not end in its own variable")
-        self.stmts.append(If(cond, body))
+        self.stmts.append(If(on, body))
         return self.target
 
-    @staticmethod
-    def _flag(value: Any, kind: str) -> bool | Cond:
-        if isinstance(value, Sym):
-            return Cond(kind, value)
-        if isinstance(value, s.Var):
-            raise Unsupported(f"unresolved variable {value}")
-        return bool(value) if kind == "truthy" else value not in _NO_ACTIVATION
+    def repeat_count(self, count):
+        if not isinstance(count, int):
+            raise Unsupported(f"its repeat count is the parameter ${count.name}")
+        return super().repeat_count(count)
 
-    # ------------------------------------------------------------------ items
-    def item(self, item, x, prefix, frame, path):
-        item = self.concrete(item, frame, path)
-        handler = getattr(self, f"_item_{type(item).__name__}")
-        when = item.when
-        if when is None or when is True:
-            return handler(item, x, prefix, frame, path)
-        if when is False:
-            return x
-        if isinstance(when, Sym):
-            return self._conditional(
-                Cond("truthy", when), lambda x: handler(item, x, prefix, frame, path), x
-            )
-        raise Unsupported(f"'when' is {when!r}")
-
-    def _tail(self, st, opts, x, prefix, frame, path):
-        """As Lowerer._tail, with batch norm and activation possibly given by a parameter."""
-        pool = getattr(st, "pool", None)
-        present = {
-            "b": self._flag(opts["batch_norm"], "truthy"),
-            "a": self._flag(opts["activation"], "active"),
-            "p": pool is not None,
-            "d": st.dropout is not None,
-        }
-        if isinstance(st.dropout, s.Var) and not isinstance(st.dropout, Sym):
-            raise Unsupported(f"unresolved variable {st.dropout}")
-
-        def part(letter: str, x: str) -> str:
-            return self.emit(self._part(letter, st, opts, x, prefix, path), frame)
-
-        for letter in opts["order"]:
-            on = present[letter]
-            if on is True:
-                x = part(letter, x)
-            elif on is not False:
-                x = self._conditional(on, lambda x, letter=letter: part(letter, x), x)
-        return x
-
-    def _per_repeat(self, value, r, count, path, frame):
+    def per_repeat(self, value, r, count, path, frame):
         if isinstance(value, dict) and any(isinstance(v, s.Var) for v in value.values()):
             if not ({"each"} == set(value) or {"first", "rest"} == set(value)):
                 raise Unsupported("a per-repeat value computed from a parameter")
-        return super()._per_repeat(value, r, count, path, frame)
+        return super().per_repeat(value, r, count, path, frame)
 
-    def _item_RepeatStage(self, st, x, prefix, frame, path):
-        if not isinstance(st.repeat, int):
-            raise Unsupported(f"its repeat count is the parameter ${st.repeat.name}")
-        return super()._item_RepeatStage(st, x, prefix, frame, path)
-
-    def _item_BlockCall(self, call, x, prefix, frame, path):
-        block = self.spec.blocks.get(call.block)
-        if block is None:
-            raise Unsupported(f"unknown block '{call.block}'")
-        if not isinstance(call.repeat, int):
-            raise Unsupported(f"its repeat count is the parameter ${call.repeat.name}")
-        required = block.required_params()
-        if any(k not in block.params for k in call.with_) or any(
-            k not in call.with_ for k in required
-        ):
-            raise Unsupported(f"a call of block '{call.block}' with wrong parameters")
-        for r in range(call.repeat):
-            args = []
-            for k, default in block.params.items():
-                if k in call.with_:
-                    value = self._per_repeat(
-                        call.with_[k], r, call.repeat, (*path, "with", k), frame
-                    )
-                else:
-                    value = default
-                args.append((k, value))
-            sub = f"{prefix}_{r + 1}" if call.repeat > 1 else prefix
-            self.stmts.append(CallBlock(self.target, call.block, tuple(args), sub, x))
-            self.calls.add(call.block)
-            x = self.target
-        return x
+    def enter_block(self, call, block, given, x, prefix, frame, path):
+        """A call of the block's helper, every parameter given, in definition order."""
+        args = tuple((k, given.get(k, default)) for k, default in block.params.items())
+        self.stmts.append(CallBlock(self.target, call.block, args, prefix, x))
+        self.calls.add(call.block)
+        return self.target
 
 
 def trace_block(src: SpecSource, block: str) -> Trace:

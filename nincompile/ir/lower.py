@@ -14,23 +14,38 @@ name: ``_conv``, ``_bn``, ``_relu`` (the activation), ``_maxpool``, ``_dropout``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import Path, ShapeError, SpecError, SpecProblem, did_you_mean, format_path
+from ..errors import (
+    Path,
+    ShapeError,
+    SpecError,
+    SpecProblem,
+    SpecShapeError,
+    did_you_mean,
+    format_path,
+)
 from ..spec import schema as s
 from ..spec.load import SpecSource
 from . import nodes as n
 from .graph import Graph
+from .kinds import LAYER_KINDS
 
-_NO_ACTIVATION = (None, "linear")
+#: Activation values that make no activation layer.
+NO_ACTIVATION = (None, "linear")
 MAX_LAYERS = 20_000
 MAX_BLOCK_DEPTH = 32
 _PROGRESSION_KEYS = ({"each"}, {"first", "rest"}, {"start", "mul"}, {"start", "add"})
 
+#: An item's handler: (item, input tensor, name prefix, frame, path) -> output tensor.
+ItemHandler = Callable[[Any, str, str, "Frame", Path], str]
 
-class _Frame:
+
+class Frame:
     """Where we are: variables in scope and the block calls that led here."""
 
     def __init__(self, env: dict[str, Any], scope: tuple[n.Scope, ...], callers: tuple[str, ...]):
@@ -38,32 +53,59 @@ class _Frame:
         self.scope = scope
         self.callers = callers
 
-    def with_vars(self, env: dict[str, Any]) -> _Frame:
-        return _Frame({**self.env, **env}, self.scope, self.callers)
+    def with_vars(self, env: dict[str, Any]) -> Frame:
+        return Frame({**self.env, **env}, self.scope, self.callers)
 
 
 class Lowerer:
+    """One lowering pass over a spec.
+
+    The code generator's tracer (``codegen/trace.py``) walks a block body with this same
+    pass, parameters left symbolic; it overrides these hooks and nothing else:
+
+    * :meth:`emit` -- a layer (here: added to the graph);
+    * :meth:`condition` and :meth:`guard` -- whether an optional layer or item is made
+      (``when``, a stage's batch norm or activation) and making it;
+    * :meth:`branch` -- one branch of a block;
+    * :meth:`repeat_count` and :meth:`per_repeat` -- a repeat's count and values;
+    * :meth:`enter_block` -- a block call with its arguments (here: the block's body).
+
+    Items are lowered by the handler for their schema class in :attr:`item_handlers`.
+    """
+
     def __init__(self, src: SpecSource):
         self.src = src
         self.spec = src.spec
         self.graph = Graph(self.spec.name)
         self.problems: list[SpecProblem] = []
+        #: schema item class -> its handler (bound, so a subclass's overrides apply)
+        self.item_handlers: dict[type[BaseModel], ItemHandler] = {
+            s.ConvStage: self.conv_stage,
+            s.DenseStage: self.dense_stage,
+            s.PoolStage: self.pool_stage,
+            s.DropoutStage: self.dropout_stage,
+            s.ActivationStage: self.activation_stage,
+            s.LayerStage: self.layer_stage,
+            s.RepeatStage: self.repeat_stage,
+            s.BlockCall: self.block_call,
+        }
 
     # ----------------------------------------------------------------- errors
     def fail(
-        self, message: str, path: Path, frame: _Frame | None = None, shape: bool = False
+        self, message: str, path: Path, frame: Frame | None = None, shape: bool = False
     ) -> SpecError:
+        """The error to raise for a problem at ``path``; ``shape``: a problem with the
+        model's shapes or size (a :class:`SpecShapeError`), after which lowering stops."""
         if frame and frame.callers:
             sites = [f"called from {c}" for c in reversed(frame.callers)]
             if len(sites) > 4:
                 sites = [*sites[:2], f"... {len(sites) - 3} more calls", sites[-1]]
             message += " (" + "; ".join(sites) + ")"
-        err = SpecError([self.src.problem(message, path)])
-        err.is_shape_error = shape
-        return err
+        kind = SpecShapeError if shape else SpecError
+        return kind([self.src.problem(message, path)])
 
     # -------------------------------------------------------------- variables
-    def resolve(self, value: Any, frame: _Frame, path: Path) -> Any:
+    def resolve(self, value: Any, frame: Frame, path: Path) -> Any:
         """Replace every Var in ``value`` (recursively) by its value in scope."""
         if isinstance(value, s.Var):
             if value.name not in frame.env:
@@ -81,7 +123,7 @@ class Lowerer:
             return type(value)(self.resolve(v, frame, (*path, i)) for i, v in enumerate(value))
         return value
 
-    def concrete(self, item: BaseModel, frame: _Frame, path: Path) -> BaseModel:
+    def concrete(self, item: BaseModel, frame: Frame, path: Path) -> BaseModel:
         """The item with its variables substituted, validated again."""
         raw = item.model_dump(by_alias=True, exclude_unset=True, exclude={"stages"})
         raw = self.resolve(raw, frame, path)
@@ -96,7 +138,7 @@ class Lowerer:
             raise self.fail(msg, (*path, *loc), frame) from None
 
     # ------------------------------------------------------------------ nodes
-    def emit(self, node: n.Node, frame: _Frame) -> str:
+    def emit(self, node: n.Node, frame: Frame) -> str:
         if len(self.graph.nodes) >= MAX_LAYERS:
             raise self.fail(
                 f"the model grows past {MAX_LAYERS:,} layers here; expected a smaller repeat count",
@@ -118,7 +160,7 @@ class Lowerer:
         return node.name
 
     # ------------------------------------------------------------------ items
-    def items(self, items, x: str, prefix: str, frame: _Frame, path: Path, fmt="{k}") -> str:
+    def items(self, items, x: str, prefix: str, frame: Frame, path: Path, fmt="{k}") -> str:
         """A sequence of items; a lone item takes ``prefix`` itself."""
         for k, item in enumerate(items):
             if len(items) == 1 and item.name is None:
@@ -129,19 +171,34 @@ class Lowerer:
             x = self.item(item, x, sub, frame, (*path, k))
         return x
 
-    def item(self, item: BaseModel, x: str, prefix: str, frame: _Frame, path: Path) -> str:
+    def item(self, item: BaseModel, x: str, prefix: str, frame: Frame, path: Path) -> str:
         item = self.concrete(item, frame, path)
-        if item.when is not None:
-            if not isinstance(item.when, bool):
-                raise self.fail(
-                    f"'when' must be true or false; received {item.when!r}", (*path, "when"), frame
-                )
-            if not item.when:
-                return x
-        handler = getattr(self, f"_item_{type(item).__name__}")
-        return handler(item, x, prefix, frame, path)
+        handler = self.item_handlers[type(item)]
+        on = self.condition(item.when, "when", frame, (*path, "when"))
+        return self.guard(on, lambda x: handler(item, x, prefix, frame, path), x)
 
-    def _item_ConvStage(self, st: s.ConvStage, x, prefix, frame, path) -> str:
+    # ------------------------------------------------------------- conditions
+    def condition(self, value: Any, test: str, frame: Frame, path: Path) -> Any:
+        """Whether an optional layer or item is made: ``test`` is ``"when"`` (an item's
+        ``when``: unset, true or false), ``"truthy"`` (a stage's batch norm) or
+        ``"active"`` (a stage's activation: not none or linear).  Here a bool; the
+        tracer returns a condition on a parameter."""
+        if test == "when":
+            if value is None:
+                return True
+            if not isinstance(value, bool):
+                raise self.fail(f"'when' must be true or false; received {value!r}", path, frame)
+            return value
+        if test == "active":
+            return value not in NO_ACTIVATION
+        return bool(value)
+
+    def guard(self, on: Any, make: Callable[[str], str], x: str) -> str:
+        """``make(x)`` if ``on`` (from :meth:`condition`), else ``x`` unchanged."""
+        return make(x) if on else x
+
+    # ----------------------------------------------------------------- stages
+    def conv_stage(self, st: s.ConvStage, x, prefix, frame, path) -> str:
         d = self.spec.defaults
         get = lambda f: getattr(st, f) if f in st.model_fields_set else getattr(d, f)  # noqa: E731
         defaults = self.resolve(
@@ -166,7 +223,7 @@ class Lowerer:
         )
         return self._tail(st, defaults, x, prefix, frame, path)
 
-    def _item_DenseStage(self, st: s.DenseStage, x, prefix, frame, path) -> str:
+    def dense_stage(self, st: s.DenseStage, x, prefix, frame, path) -> str:
         x = self.emit(
             n.Dense(
                 name=f"{prefix}_dense",
@@ -182,17 +239,16 @@ class Lowerer:
         opts = {"batch_norm": st.batch_norm, "activation": st.activation, "order": st.order}
         return self._tail(st, opts, x, prefix, frame, path)
 
-    def _tail(self, st, opts: dict, x: str, prefix: str, frame: _Frame, path: Path) -> str:
+    def _tail(self, st, opts: dict, x: str, prefix: str, frame: Frame, path: Path) -> str:
         """The B, A, P, D parts of a stage, in the stage's order."""
-        pool = getattr(st, "pool", None)
         present = {
-            "b": bool(opts["batch_norm"]),
-            "a": opts["activation"] not in _NO_ACTIVATION,
-            "p": pool is not None,
+            "b": self.condition(opts["batch_norm"], "truthy", frame, path),
+            "a": self.condition(opts["activation"], "active", frame, path),
+            "p": getattr(st, "pool", None) is not None,
             "d": st.dropout is not None,
         }
         order = opts["order"]
-        missing = [c for c, on in present.items() if on and c not in order]
+        missing = [c for c, on in present.items() if on is not False and c not in order]
         if missing:
             what = ", ".join(f"'{c}' ({s.ORDER_LETTERS[c]})" for c in missing)
             raise self.fail(
@@ -201,9 +257,13 @@ class Lowerer:
                 (*path, "order") if "order" in st.model_fields_set else path,
                 frame,
             )
+
+        def make(letter: str, x: str) -> str:
+            return self.emit(self._part(letter, st, opts, x, prefix, path), frame)
+
         for letter in order:
-            if present[letter]:
-                x = self.emit(self._part(letter, st, opts, x, prefix, path), frame)
+            if present[letter] is not False:
+                x = self.guard(present[letter], partial(make, letter), x)
         return x
 
     def _part(self, letter: str, st, opts: dict, x: str, prefix: str, path: Path) -> n.Node:
@@ -227,23 +287,23 @@ class Lowerer:
             mode=pool.mode,
             size=pool.size,
             strides=pool.strides,
-            padding=pool.padding or "valid",
+            padding=pool.padding or LAYER_KINDS[n.Pool2D.kind].default("padding"),
         )
 
-    def _item_PoolStage(self, st: s.PoolStage, x, prefix, frame, path) -> str:
+    def pool_stage(self, st: s.PoolStage, x, prefix, frame, path) -> str:
         return self.emit(self._pool(st.pool, x, prefix, (*path, "pool")), frame)
 
-    def _item_DropoutStage(self, st: s.DropoutStage, x, prefix, frame, path) -> str:
+    def dropout_stage(self, st: s.DropoutStage, x, prefix, frame, path) -> str:
         node = n.Dropout(name=f"{prefix}_dropout", inputs=(x,), source=path, rate=st.dropout)
         return self.emit(node, frame)
 
-    def _item_ActivationStage(self, st: s.ActivationStage, x, prefix, frame, path) -> str:
+    def activation_stage(self, st: s.ActivationStage, x, prefix, frame, path) -> str:
         node = n.Activation(
             name=f"{prefix}_{st.activation}", inputs=(x,), source=path, function=st.activation
         )
         return self.emit(node, frame)
 
-    def _item_LayerStage(self, st: s.LayerStage, x, prefix, frame, path) -> str:
+    def layer_stage(self, st: s.LayerStage, x, prefix, frame, path) -> str:
         name = f"{prefix}_{st.layer}"
         node = {
             "flatten": lambda: n.Flatten(name=name, inputs=(x,), source=path),
@@ -254,7 +314,12 @@ class Lowerer:
         return self.emit(node, frame)
 
     # ------------------------------------------------------- repeats & blocks
-    def _per_repeat(self, value: Any, r: int, count: int, path: Path, frame: _Frame) -> Any:
+    def repeat_count(self, count: Any) -> int:
+        """A repeat's count (the tracer refuses one given by a parameter)."""
+        return count
+
+    def per_repeat(self, value: Any, r: int, count: int, path: Path, frame: Frame) -> Any:
+        """``value`` for iteration ``r`` of ``count``: a plain value, or a progression."""
         if not (isinstance(value, dict) and set(value) in _PROGRESSION_KEYS):
             if isinstance(value, dict):
                 raise self.fail(
@@ -282,17 +347,21 @@ class Lowerer:
             return start * value["mul"] ** r
         return start + value["add"] * r
 
-    def _item_RepeatStage(self, st: s.RepeatStage, x, prefix, frame, path) -> str:
-        for r in range(st.repeat):
-            env = {
-                k: self._per_repeat(v, r, st.repeat, (*path, "with", k), frame)
-                for k, v in st.with_.items()
+    def _iterations(self, count: Any, with_: dict[str, Any], prefix: str, frame, path):
+        """(name prefix, values of ``with_``) for each iteration of a repeat."""
+        count = self.repeat_count(count)
+        for r in range(count):
+            values = {
+                k: self.per_repeat(v, r, count, (*path, "with", k), frame) for k, v in with_.items()
             }
-            sub = f"{prefix}_{r + 1}" if st.repeat > 1 else prefix
+            yield (f"{prefix}_{r + 1}" if count > 1 else prefix), values
+
+    def repeat_stage(self, st: s.RepeatStage, x, prefix, frame, path) -> str:
+        for sub, env in self._iterations(st.repeat, st.with_, prefix, frame, path):
             x = self.items(st.stages, x, sub, frame.with_vars(env), (*path, "stages"))
         return x
 
-    def _item_BlockCall(self, call: s.BlockCall, x, prefix, frame, path) -> str:
+    def block_call(self, call: s.BlockCall, x, prefix, frame, path) -> str:
         block = self.spec.blocks.get(call.block)
         if block is None:
             known = ", ".join(self.spec.blocks) or "none defined"
@@ -311,7 +380,6 @@ class Lowerer:
                 (*path, "block"),
                 frame,
             )
-        required = block.required_params()
         unknown = [k for k in call.with_ if k not in block.params]
         if unknown:
             raise self.fail(
@@ -321,42 +389,58 @@ class Lowerer:
                 (*path, "with", unknown[0]),
                 frame,
             )
-        missing = [k for k in required if k not in call.with_]
+        missing = [k for k in block.required_params() if k not in call.with_]
         if missing:
             raise self.fail(
                 f"block '{call.block}' needs {', '.join(repr(m) for m in missing)} in 'with'",
                 (*path, "with") if call.with_ else path,
                 frame,
             )
-        site = format_path(path)
-        for r in range(call.repeat):
-            args = {**block.default_params()}
-            for k, v in call.with_.items():
-                value = self._per_repeat(v, r, call.repeat, (*path, "with", k), frame)
-                want = required.get(k) or type(block.params[k])
-                if not _is_type(value, want):
-                    raise self.fail(
-                        f"block '{call.block}' parameter '{k}' expects {want.__name__}; "
-                        f"received {value!r}",
-                        (*path, "with", k),
-                        frame,
-                    )
-                args[k] = value
-            sub = f"{prefix}_{r + 1}" if call.repeat > 1 else prefix
-            scope = n.Scope(call.block, sub, tuple(sorted(args.items())))
-            # Block bodies see only their own parameters (lexical scope).
-            inner = _Frame(args, frame.scope + (scope,), frame.callers + (site,))
-            x = self._block_body(block, x, sub, inner, ("blocks", call.block))
+        for sub, given in self._iterations(call.repeat, call.with_, prefix, frame, path):
+            x = self.enter_block(call, block, given, x, sub, frame, path)
         return x
 
-    def _block_body(self, block: s.BlockDef, x: str, prefix: str, frame: _Frame, path: Path):
+    def enter_block(
+        self,
+        call: s.BlockCall,
+        block: s.BlockDef,
+        given: dict[str, Any],
+        x: str,
+        prefix: str,
+        frame: Frame,
+        path: Path,
+    ) -> str:
+        """One call of ``block`` with the arguments ``given`` (every required one):
+        type-checked, the block's body lowered in their scope."""
+        required = block.required_params()
+        args = {**block.default_params()}
+        for k, value in given.items():
+            want = required.get(k) or type(block.params[k])
+            if not _is_type(value, want):
+                raise self.fail(
+                    f"block '{call.block}' parameter '{k}' expects {want.__name__}; "
+                    f"received {value!r}",
+                    (*path, "with", k),
+                    frame,
+                )
+            args[k] = value
+        scope = n.Scope(call.block, prefix, tuple(sorted(args.items())))
+        # Block bodies see only their own parameters (lexical scope).
+        inner = Frame(args, frame.scope + (scope,), frame.callers + (format_path(path),))
+        return self.block_body(block, x, prefix, inner, ("blocks", call.block))
+
+    def branch(self, b: int, items, x: str, prefix: str, frame: Frame, path: Path) -> str:
+        """Branch ``b`` (from 0) of a block: its items on the block's input ``x``."""
+        return self.items(items, x, prefix, frame, path)
+
+    def block_body(self, block: s.BlockDef, x: str, prefix: str, frame: Frame, path: Path):
         if block.stages is not None:
             x = self.items(block.stages, x, prefix, frame, (*path, "stages"))
         else:
             outs = []
             for b, branch in enumerate(block.branches):
                 bpath = (*path, "branches", b)
-                outs.append(self.items(branch, x, f"{prefix}_b{b + 1}", frame, bpath))
+                outs.append(self.branch(b, branch, x, f"{prefix}_b{b + 1}", frame, bpath))
             kind = n.Concat if block.merge == "concat" else n.Add
             x = self.emit(
                 kind(name=f"{prefix}_{block.merge}", inputs=tuple(outs), source=(*path, "merge")),
@@ -369,7 +453,7 @@ class Lowerer:
     # ------------------------------------------------------------------- main
     def run(self) -> Graph:
         spec = self.spec
-        frame = _Frame({}, (), ())
+        frame = Frame({}, (), ())
         x = self.emit(n.Input(name="input", source=("input",), shape=spec.input), frame)
         top = [("stages", k, item, "stage") for k, item in enumerate(spec.stages)]
         top += [("head", k, item, "head") for k, item in enumerate(spec.head)]
@@ -380,7 +464,7 @@ class Lowerer:
                 # Reference errors do not disturb later shapes: keep going and report
                 # them all. After a shape error later shapes are guesses: stop.
                 self.problems.extend(err.problems)
-                if getattr(err, "is_shape_error", False):
+                if isinstance(err, SpecShapeError):
                     break
         if self.problems:
             raise SpecError(self.problems)

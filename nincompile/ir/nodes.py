@@ -9,9 +9,11 @@ channel, gamma and beta trainable, moving mean and variance non-trainable; every
 other layer has none; optimiser variables are never counted.  MACs count the
 multiply-accumulates of Conv2D and Dense for one image.
 
-Adding a layer kind means: a node class here (registered with ``@node``), a schema
-item in ``spec/schema.py`` that lowers to it, a builder in ``keras_builder.py`` and a
-handler in ``codegen/``; ``tests/test_layer_kinds.py`` fails if one is missing.
+Fields hold what the Keras layer gets, always given by the lowering: Keras's own
+defaults are written once, in ``kinds.LAYER_KINDS``, the table of how Keras makes each
+kind's layer.  Adding a layer kind means: a node class here (registered with
+``@node``), its entry in that table, a schema item in ``spec/schema.py`` that lowers
+to it; ``tests/test_layer_kinds.py`` fails if one is missing.
 """
 
 from __future__ import annotations
@@ -126,11 +128,11 @@ class Conv2D(Node):
     kind: ClassVar[str] = "conv2d"
     filters: int
     kernel: int | tuple[int, int]
-    strides: int | tuple[int, int] = 1
-    padding: str = "valid"
-    bias: bool = True
-    initializer: str = "glorot_uniform"
-    weight_decay: float = 0.0
+    strides: int | tuple[int, int]
+    padding: str
+    bias: bool
+    initializer: str
+    weight_decay: float  # L2 factor of the kernel; 0: no regularizer
 
     def infer(self, shapes: list[Shape]) -> Shape:
         shape = self._image(shapes)
@@ -151,9 +153,9 @@ class Conv2D(Node):
 class Dense(Node):
     kind: ClassVar[str] = "dense"
     units: int
-    bias: bool = True
-    initializer: str = "glorot_uniform"
-    weight_decay: float = 0.0
+    bias: bool
+    initializer: str
+    weight_decay: float  # L2 factor of the kernel; 0: no regularizer
 
     def infer(self, shapes: list[Shape]) -> Shape:
         (shape,) = shapes
@@ -194,8 +196,8 @@ class Pool2D(Node):
     kind: ClassVar[str] = "pool2d"
     mode: str  # "max" | "avg"
     size: int | tuple[int, int]
-    strides: int | tuple[int, int] | None = None  # None: the pool size, as in Keras
-    padding: str = "valid"
+    strides: int | tuple[int, int] | None  # None: the pool size, as in Keras
+    padding: str
 
     def infer(self, shapes: list[Shape]) -> Shape:
         shape = self._image(shapes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePath
 
 import yaml
 
@@ -140,7 +141,8 @@ def apply_overrides(source: SpecSource, overrides: list[str] | tuple[str, ...]) 
     if not overrides:
         return source
     items = [from_cli(raw) for raw in overrides]
-    return apply(source, items, f"{source.file} with " + " ".join(i.label for i in items))
+    name = PurePath(source.file).name  # the resolved text must not depend on the path typed
+    return apply(source, items, f"{name} with " + " ".join(i.label for i in items))
 
 
 def _top_level() -> tuple[str, ...]:

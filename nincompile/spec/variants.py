@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import PurePath
 
 from ..errors import SpecError, SpecProblem
 from .load import SpecSource
@@ -88,7 +89,8 @@ def expand(source: SpecSource) -> list[SpecSource]:
             for k, (_, v) in zip(keys, combo, strict=True)
         ]
         items.append(Override(("name",), name, "variant name", locator(keys[0])))
-        out.append(apply(source, items, f"{source.file}: variant {name} ({label})", data))
+        header = f"{PurePath(source.file).name}: variant {name} ({label})"  # path-independent
+        out.append(apply(source, items, header, data))
     return out
 
 

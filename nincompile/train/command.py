@@ -37,6 +37,8 @@ def _console_reporter(as_json: bool):
     tty = sys.stdout.isatty() and not as_json
 
     class Console(Reporter):
+        wants_batches = tty
+
         def __init__(self):
             self.progress = None
             self.task = None

@@ -13,6 +13,7 @@ issues #19179 and #19389).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import sys
@@ -38,7 +39,12 @@ BEST_KEYS = ("epoch", "val_accuracy", "val_loss", "accuracy", "loss")
 
 
 class Reporter:
-    """What ``train`` tells its caller; the CLI prints, the library stays quiet."""
+    """What ``train`` tells its caller; the CLI prints, the library stays quiet.
+
+    ``batch`` is called only when ``wants_batches`` is true: a per-batch hook makes
+    Keras read every batch's logs back from the device, which costs speed on a GPU."""
+
+    wants_batches = False
 
     def note(self, text: str) -> None:
         pass
@@ -64,6 +70,8 @@ class TrainResult:
 
 
 class _BatchHook(keras.callbacks.Callback):
+    async_safe = True  # Keras may call it from a thread: it only updates a progress bar
+
     def __init__(self, reporter: Reporter):
         super().__init__()
         self.reporter = reporter
@@ -186,7 +194,15 @@ def train(
                          "every process can reach")  # fmt: skip
     distribute.check_batch(train_cfg.batch_size, topo)
     run, state = _resolve_run(source, out, resume, create=topo.chief)
+    with run.lock() if topo.chief else contextlib.nullcontext():
+        return _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir,
+                        reporter, stop_after, t_start)  # fmt: skip
 
+
+def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir, reporter,
+             stop_after, t_start) -> TrainResult:  # fmt: skip
+    """Everything after the run folder is chosen and locked: data, model, epochs."""
+    spec = compiled.spec
     datasets = training_data(spec, data, val, n_outputs=_outputs(compiled), cache_dir=cache_dir)
     for note in datasets.notes:
         reporter.note(note)
@@ -241,7 +257,9 @@ def train(
     if state is not None:
         with topo.scope():
             optimizer.build(wrapper.trainable_variables)
-        state, arrays = run.load_checkpoint()
+        state, arrays, warning = run.load_checkpoint()
+        if warning:
+            reporter.note(warning)
         _restore(wrapper, optimizer, arrays, run.path)
         start = int(state["epoch"])
         history = run.read_history(upto=start - 1)
@@ -262,7 +280,9 @@ def train(
     val_rows = None
     if xv is not None and topo.distributed:
         val_rows = distribute.local_rows(np.arange(len(yv)), bs, topo)
-    hooks = [keras.callbacks.TerminateOnNaN(), _BatchHook(reporter)]
+    # NaN is checked once per epoch (a per-batch check would read every batch's loss
+    # back from the device); the NaN epoch is never committed.
+    hooks = [_BatchHook(reporter)] if reporter.wants_batches else []
     epochs_here = 0
     for epoch in range(start, train_cfg.epochs):
         if stop_after is not None and epochs_here >= stop_after:

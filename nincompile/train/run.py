@@ -12,18 +12,23 @@
       checkpoint/        state.json + ckpt-NNNN.npz: what --resume needs (model, optimiser
                          and random-seed state after the last completed epoch)
       tensorboard/       TensorBoard scalars (when TensorFlow is installed)
+      .lock              held (flock) by the live run; a second one is refused
 
 Every file except TensorBoard's append-only event log is written to a temporary file
 and renamed into place.  ``checkpoint/state.json`` is written last in each epoch: it
 is the commit point, so a run killed at any moment resumes from the last epoch whose
-state.json was written, and rows of ``history.csv`` beyond it are dropped.
+state.json was written, and rows of ``history.csv`` beyond it are dropped.  The
+checkpoint before it is kept too: when the latest cannot be read (a damaged disk, a
+truncated copy), resuming falls back to it with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -40,6 +45,7 @@ MODEL = "model.keras"
 BEST = "best.keras"
 CHECKPOINT = "checkpoint"
 STATE = "state.json"
+LOCK = ".lock"
 TENSORBOARD = "tensorboard"
 HISTORY_COLUMNS = (
     "epoch",
@@ -142,8 +148,8 @@ class RunFolder:
         return self.read_json(f"{CHECKPOINT}/{STATE}")
 
     def save_checkpoint(self, epoch: int, arrays: dict[str, np.ndarray], state: dict) -> None:
-        """Write ``ckpt-<epoch>.npz`` then ``state.json`` (the commit), then drop older
-        checkpoints."""
+        """Write ``ckpt-<epoch>.npz`` then ``state.json`` (the commit, which also names
+        the previous checkpoint), then drop any older ones."""
         folder = self.path / CHECKPOINT
         folder.mkdir(exist_ok=True)
         name = f"ckpt-{epoch:04d}.npz"
@@ -153,25 +159,81 @@ class RunFolder:
                 np.savez(f, **arrays)
 
         atomic_write(folder / name, write)
-        self.write_json(f"{CHECKPOINT}/{STATE}", {**state, "epoch": epoch, "checkpoint": name})
+        previous = self.state()
+        if previous is not None and int(previous.get("epoch", 0)) >= epoch:
+            previous = previous.get("previous")  # re-done after a fallback: skip the bad one
+        if previous is not None:
+            previous.pop("previous", None)
+        new_state = {**state, "epoch": epoch, "checkpoint": name, "previous": previous}
+        self.write_json(f"{CHECKPOINT}/{STATE}", new_state)
+        keep = {name, previous["checkpoint"] if previous else None}
         for old in folder.glob("ckpt-*.npz"):
-            if old.name != name:
+            if old.name not in keep:
                 old.unlink(missing_ok=True)
 
-    def load_checkpoint(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def _read_arrays(self, state: dict) -> dict[str, np.ndarray]:
+        path = self.path / CHECKPOINT / str(state.get("checkpoint", ""))
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def load_checkpoint(self) -> tuple[dict, dict[str, np.ndarray], str | None]:
+        """``(state, arrays, warning)``: the latest checkpoint, or the one before it
+        (with a warning) when the latest cannot be read."""
         state = self.state()
         if state is None:
             raise TrainError(
                 f"cannot resume '{self.path}': it has no completed epoch "
                 f"({CHECKPOINT}/{STATE} is missing); start a new run instead"
             )
-        path = self.path / CHECKPOINT / str(state.get("checkpoint", ""))
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, KeyError) as err:
-            raise TrainError(f"cannot resume '{self.path}': checkpoint '{path}': {err}") from None
-        return state, arrays
+            return state, self._read_arrays(state), None
+        except Exception as err:  # zipfile.BadZipFile, OSError, ValueError, KeyError, ...
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            previous = state.get("previous")
+            if not previous:
+                raise TrainError(
+                    f"cannot resume '{self.path}': checkpoint {state.get('checkpoint')} is "
+                    f"unreadable ({first}) and there is no earlier one"
+                ) from None
+            try:
+                arrays = self._read_arrays(previous)
+            except Exception:
+                raise TrainError(
+                    f"cannot resume '{self.path}': checkpoints {state.get('checkpoint')} and "
+                    f"{previous.get('checkpoint')} are both unreadable"
+                ) from None
+            warning = (
+                f"warning: checkpoint {state.get('checkpoint')} is unreadable ({first}); "
+                f"resuming from the one before it ({previous.get('checkpoint')}, epoch "
+                f"{previous.get('epoch')})"
+            )
+            return previous, arrays, warning
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold ``.lock`` while training; refuse when another live run holds it (the
+        operating system releases it when a run dies, even by kill -9)."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self.path / LOCK, "a+")  # noqa: SIM115  (held for the whole run)
+        try:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                pid = f.read().strip() or "?"
+                raise TrainError(
+                    f"'{self.path}' is in use by another live run (process {pid}); wait for "
+                    "it to finish or stop it, or pick another --out"
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            yield
+        finally:
+            f.close()
 
 
 def _fmt(value) -> str:
