@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -137,37 +136,6 @@ def test_resume_differs_when_optimiser_state_is_lost(tiny, tmp_path):
 
 
 KILL_SPEC = TINY.replace("epochs: 3", "epochs: 6").replace("limit: 320", "limit: 1280")
-
-
-def test_kill_9_then_resume_matches_an_uninterrupted_run(spec_file, tmp_path):
-    spec = spec_file(KILL_SPEC, "tiny.yaml")
-    run = tmp_path / "killed"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    cmd = [sys.executable, "-m", "nincompile.cli", "train", str(spec), "--out", str(run)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    state = run / runs.CHECKPOINT / runs.STATE
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            if state.is_file() and json.loads(state.read_text() or "{}").get("epoch", 0) >= 2:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"training ended before it could be killed: {proc.stderr.read()!r}")
-            time.sleep(0.05)
-        else:
-            pytest.fail("no epoch completed in time")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    done = json.loads(state.read_text())["epoch"]
-    assert 2 <= done < 6
-    assert not [p for p in run.glob(".*") if p.name != runs.LOCK], "a temporary file was left"
-    source = load_spec(spec)
-    train(source, out=run, resume=True)
-    train(source, out=tmp_path / "straight")
-    assert [r["epoch"] for r in _history(run)] == [str(i) for i in range(6)]
-    assert _same_weights(run / runs.MODEL, tmp_path / "straight" / runs.MODEL) < 1e-6
 
 
 def test_resume_refuses_a_run_of_another_spec(tiny, tmp_path):
