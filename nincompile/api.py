@@ -1,8 +1,9 @@
 """The library API behind the CLI.
 
 ``compile_spec`` validates and lowers a spec to the IR and counts parameters without
-importing TensorFlow or Keras; ``build`` also makes the Keras model and proves its
-counts equal the IR's; ``save_model`` writes a ``.keras`` file atomically.
+importing TensorFlow or Keras; ``build`` also makes the Keras model (after the resource
+guard, :mod:`nincompile.guard`, has estimated that it fits) and proves its counts equal
+the IR's; ``save_model`` writes a ``.keras`` file atomically.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import guard
 from .errors import KerasMismatch, NincompileError
 from .files import atomic_write
 from .ir import Graph, lower
@@ -94,8 +96,11 @@ def compile_all(path: str | os.PathLike) -> list[Compiled]:
     return [compile_source(s) for s in expand(load_spec(path))]
 
 
-def build(compiled: Compiled):
-    """The Keras model of a compiled spec, its counts checked against the IR."""
+def build(compiled: Compiled, limits: guard.Limits | None = None):
+    """The Keras model of a compiled spec, its counts checked against the IR.  A model
+    over the resource ``limits`` (default :meth:`guard.Limits.from_env`) is refused
+    with :class:`guard.ResourceError` before TensorFlow allocates anything."""
+    guard.check(compiled, limits)
     from .keras_builder import build_model, count_params
 
     model = build_model(compiled.graph)

@@ -92,6 +92,46 @@ def _compiled(specs, api):
             yield compiled, None
 
 
+class _Quantity(click.ParamType):
+    """A ``--max-params`` count or ``--max-memory`` size (see :mod:`nincompile.guard`)."""
+
+    def __init__(self, name: str, parse_name: str):
+        self.name = name
+        self.parse_name = parse_name
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        from . import guard
+
+        try:
+            return getattr(guard, self.parse_name)(value)
+        except guard.LimitError as err:
+            self.fail(str(err), param, ctx)
+
+
+def _limit_options(fn):
+    fn = click.option(
+        "--max-memory", type=_Quantity("size", "parse_size"), metavar="SIZE",
+        help="Refuse a model whose float32 weights plus largest activation of one batch "
+        "exceed SIZE (e.g. 32GiB; default 16GiB or $NINCOMPILE_MAX_MEMORY).",
+    )(fn)  # fmt: skip
+    return click.option(
+        "--max-params", type=_Quantity("count", "parse_count"), metavar="N",
+        help="Refuse a model of more than N parameters (e.g. 5e9; default 2e9 or "
+        "$NINCOMPILE_MAX_PARAMS).",
+    )(fn)  # fmt: skip
+
+
+def _estimate_line(compiled, est, limits) -> str:
+    from .guard import format_bytes
+
+    return (
+        f"{compiled.name}: memory estimate (float32) {est.describe()}; limit "
+        f"{format_bytes(limits.max_memory)}"
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nincompile")
 def main() -> None:
@@ -106,16 +146,22 @@ def main() -> None:
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 @click.option("--no-save", is_flag=True, help="Compile and check only; write no .keras file.")
+@_limit_options
 @user_errors
-def build(specs, out, as_json, no_save) -> None:
+def build(specs, out, as_json, no_save, max_params, max_memory) -> None:
     """Validate, compile and check SPECS; write OUT/<name>.keras for each.
 
     Prints each model's layers (name, kind, output shape, params, MACs) and totals,
     and compares them with the spec's 'expect:'.  Exits 1 if any spec fails to
     compile or any count differs from 'expect:' (that model is not saved).
-    """
-    from . import api
 
+    A model whose estimated memory (float32 weights plus the largest activation of one
+    batch of train.batch_size) or parameter count is over the limits is refused before
+    anything is allocated; --max-memory and --max-params raise the limits.
+    """
+    from . import api, guard
+
+    limits = guard.Limits.from_env(max_params, max_memory)
     ok = True
     summaries = []
     for compiled, error in _compiled(specs, api):
@@ -124,7 +170,7 @@ def build(specs, out, as_json, no_save) -> None:
             ok = False
             continue
         try:
-            model = api.build(compiled)
+            model = api.build(compiled, limits)
         except NincompileError as err:
             _fail(str(err))
             ok = False
@@ -138,6 +184,8 @@ def build(specs, out, as_json, no_save) -> None:
         else:
             _print_table(compiled)
             click.echo(_totals_line(compiled, counts))
+            est = guard.estimate(compiled.graph, guard.batch_of(compiled.spec))
+            click.echo(_estimate_line(compiled, est, limits))
             matches = _report_expect(compiled, counts)
         ok &= matches
         if not matches:
@@ -155,20 +203,28 @@ def build(specs, out, as_json, no_save) -> None:
 @main.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary per spec.")
+@_limit_options
 @user_errors
-def check(specs, as_json) -> None:
+def check(specs, as_json, max_params, max_memory) -> None:
     """Validate SPECS and count parameters analytically, without TensorFlow.
 
-    Fast enough to run on every save.  Exits 1 if any spec is invalid or its
-    counts differ from 'expect:'.
+    Fast enough to run on every save.  Exits 1 if any spec is invalid, its counts
+    differ from 'expect:' or it is over the resource limits that build applies.
     """
-    from . import api
+    from . import api, guard
 
+    limits = guard.Limits.from_env(max_params, max_memory)
     ok = True
     summaries = []
     for compiled, error in _compiled(specs, api):
         if error is not None:
             _fail(str(error))
+            ok = False
+            continue
+        try:
+            est = guard.check(compiled, limits)
+        except guard.ResourceError as err:
+            _fail(str(err))
             ok = False
             continue
         counts = compiled.counts()
@@ -177,6 +233,7 @@ def check(specs, as_json) -> None:
             ok &= not compiled.expect_mismatches()
             continue
         click.echo(_totals_line(compiled, counts))
+        click.echo(_estimate_line(compiled, est, limits))
         ok &= _report_expect(compiled, counts)
     if as_json:
         one = len(summaries) == 1 and len(specs) == 1  # a spec with variants gives a list

@@ -206,6 +206,9 @@ class Lowerer:
                                  "batch_norm", "activation", "order")},
             frame, path,
         )  # fmt: skip
+        for f in ("strides", "padding", "bias", "initializer"):  # a variable holding null
+            if defaults[f] is None:  # means unset, as if the key were not written
+                defaults[f] = self.resolve(getattr(d, f), frame, path)
         x = self.emit(
             n.Conv2D(
                 name=f"{prefix}_conv",
@@ -343,9 +346,14 @@ class Lowerer:
         if "first" in value:
             return value["first"] if r == 0 else value["rest"]
         start = value["start"]
+        step = value["mul"] if "mul" in value else value["add"]
+        for key, v in (("start", start), ("mul" if "mul" in value else "add", step)):
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise self.fail(f"'{key}' of a per-repeat value must be a number; received {v!r}",
+                                path, frame)  # fmt: skip
         if "mul" in value:
-            return start * value["mul"] ** r
-        return start + value["add"] * r
+            return start * step**r
+        return start + step * r
 
     def _iterations(self, count: Any, with_: dict[str, Any], prefix: str, frame, path):
         """(name prefix, values of ``with_``) for each iteration of a repeat."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from ..errors import Path, SpecError, SpecProblem, did_you_mean
 from .schema import STAGE_TAGS, Spec
-from .yaml_loader import Positions, load_yaml
+from .yaml_loader import Limits, Positions, load_yaml, size_problem
 
 
 @dataclass(frozen=True)
@@ -127,19 +128,86 @@ def parse_spec(text: str, file: str = "<spec>") -> SpecSource:
     return SpecSource(spec=spec, file=file, text=text, positions=positions)
 
 
-def load_spec(path: str | FsPath) -> SpecSource:
-    """Read and validate a spec file."""
-    p = FsPath(path)
+_OTHER_ENCODINGS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),  # before UTF-16: its BOM starts with UTF-16-LE's
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+
+
+def decode_spec(data: bytes, file: str = "<spec>") -> str:
+    """Spec text from a file's bytes: UTF-8, with or without a byte-order mark, line
+    ends ``\n``, ``\r\n`` or ``\r`` (read as ``\n``); anything else is a located
+    :class:`SpecError`."""
+    for bom, name in _OTHER_ENCODINGS:
+        if data.startswith(bom):
+            raise SpecError(
+                [SpecProblem(f"the file is {name} text; save it as UTF-8", (), file, 1, 1)]
+            )
     try:
-        text = p.read_text(encoding="utf-8")
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        hint = "; is it a binary file?" if b"\x00" in data else ""
+        raise SpecError(
+            [
+                SpecProblem(
+                    f"not UTF-8 text: 0x{data[err.start]:02X} at byte offset "
+                    f"{err.start:,} ({err.reason}){hint}",
+                    (),
+                    file,
+                    line,
+                    col,
+                )
+            ]
+        ) from None
+    if "\x00" in text:
+        hint = "UTF-16 text without a byte-order mark, or a binary file"
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise SpecError(
+            [SpecProblem(f"the file holds NUL bytes: is it {hint}? expected UTF-8", (), file, line)]
+        )
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse_spec_bytes(data: bytes, file: str = "<spec>") -> SpecSource:
+    """:func:`parse_spec` of a file's bytes (see :func:`decode_spec`)."""
+    limit = Limits.from_env().bytes
+    if len(data) > limit:
+        raise SpecError([size_problem(len(data), limit, file)])
+    return parse_spec(decode_spec(data, file), file)
+
+
+def load_spec(path: str | FsPath) -> SpecSource:
+    """Read and validate a spec file.  A file over the size limit is refused before it
+    is read (or after the limit's worth of bytes, for a pipe or a device)."""
+    p = FsPath(path)
+    limit = Limits.from_env().bytes
+    try:
+        if p.is_file() and p.stat().st_size > limit:
+            raise SpecError([size_problem(p.stat().st_size, limit, str(path))])
+        with open(p, "rb") as f:
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise SpecError([SpecProblem("no such file", (), str(path))]) from None
     except IsADirectoryError:
         raise SpecError(
             [SpecProblem("is a directory, expected a .yaml file", (), str(path))]
         ) from None
-    except UnicodeDecodeError as err:
-        raise SpecError([SpecProblem(f"not UTF-8 text ({err.reason})", (), str(path))]) from None
     except OSError as err:
         raise SpecError([SpecProblem(f"cannot read: {err.strerror}", (), str(path))]) from None
-    return parse_spec(text, str(path))
+    if len(data) > limit:
+        raise SpecError(
+            [
+                SpecProblem(
+                    f"the file is over the limit of {limit:,} bytes for a spec. If a spec "
+                    "really needs more, raise the limit with the environment variable "
+                    f"NINCOMPILE_SPEC_MAX_BYTES (now {limit:,})",
+                    (),
+                    str(path),
+                )
+            ]
+        )
+    return parse_spec(decode_spec(data, str(path)), str(path))

@@ -20,7 +20,7 @@ import yaml
 
 from ..errors import SpecError, SpecProblem, did_you_mean
 from .load import SpecSource, parse_spec
-from .yaml_loader import _Loader, load_yaml
+from .yaml_loader import _Loader, dump_yaml, load_yaml
 
 KeyPath = tuple[str | int, ...]
 
@@ -103,9 +103,7 @@ def _assign(data: dict, item: Override) -> None:
 
 def dump(data: dict, header: str) -> str:
     """Spec text for ``data`` (what a run folder stores), with a one-line header."""
-    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=None,
-                          width=100)  # fmt: skip
-    return "# " + header.replace("\n", " ") + "\n" + body
+    return "# " + header.replace("\n", " ") + "\n" + dump_yaml(data)
 
 
 def apply(

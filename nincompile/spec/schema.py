@@ -494,7 +494,7 @@ def _unknown_stage(value: Any) -> Any:
         )
     raise PydanticCustomError(
         "stage",
-        "expected a stage mapping such as {{conv: [64, 3]}} or a word such as 'flatten'; "
+        "expected a stage mapping such as {conv: [64, 3]} or a word such as 'flatten'; "
         "received {received}",
         {"received": repr(value)},
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NincompileError
+from ..files import safe_child
 from ..spec import load_spec
 from ..spec.load import SpecSource
 from ..spec.overrides import apply_overrides
@@ -23,10 +24,10 @@ class Member:
     seed: int
 
     def folder(self, out: Path) -> Path:
-        return Path(out) / self.name
+        return safe_child(out, self.name, "sweep member")
 
     def spec_file(self, out: Path) -> Path:
-        return Path(out) / SPECS_DIR / f"{self.name}.yaml"
+        return safe_child(Path(out) / SPECS_DIR, f"{self.name}.yaml", "sweep member")
 
     def status(self, out: Path) -> str:
         """``new``, ``partial`` (resume it) or ``done``."""

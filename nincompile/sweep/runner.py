@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..files import write_text
+from ..files import safe_child, write_text
 from .members import SPECS_DIR, Member
 
 LOGS_DIR = ".logs"
@@ -86,7 +86,8 @@ def run_members(
             proc = subprocess.run(cmd, env=env)
         else:
             (out / LOGS_DIR).mkdir(exist_ok=True)
-            with open(out / LOGS_DIR / f"{m.name}.log", "w", encoding="utf-8") as log:
+            log_path = safe_child(out / LOGS_DIR, f"{m.name}.log", "sweep member")
+            with open(log_path, "w", encoding="utf-8") as log:
                 proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
             where = f" (log: {out / LOGS_DIR / (m.name + '.log')})" if jobs > 1 else ""

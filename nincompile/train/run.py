@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TrainError
-from ..files import atomic_write, write_text
+from ..files import atomic_write, safe_child, write_text
 
 SPEC = "spec.yaml"
 HISTORY = "history.csv"
@@ -76,11 +76,11 @@ def new_run_path(out: str | Path | None, name: str) -> Path:
                 "another --out"
             )
         return out
-    base = DEFAULT_ROOT / name
+    base = safe_child(DEFAULT_ROOT, name, "run name")
     if not base.exists():
         return base
     n = 2
-    while (DEFAULT_ROOT / f"{name}-{n}").exists():
+    while safe_child(DEFAULT_ROOT, f"{name}-{n}", "run name").exists():
         n += 1
     return DEFAULT_ROOT / f"{name}-{n}"
 
@@ -92,7 +92,7 @@ def latest_run_path(name: str) -> Path | None:
     found = []
     for p in DEFAULT_ROOT.iterdir():
         m = re.fullmatch(re.escape(name) + r"(?:-(\d+))?", p.name)
-        if m and p.is_dir():
+        if m and p.is_dir() and not p.is_symlink():
             found.append((int(m.group(1) or 1), p))
     return max(found)[1] if found else None
 
