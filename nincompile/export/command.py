@@ -6,6 +6,13 @@ import click
 
 from ..cli_support import user_errors
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .quantize import (
+    DEFAULT_CALIBRATION,
+    DEFAULT_HOLDOUT,
+    DEFAULT_MAX_ACCURACY_DROP,
+    DEFAULT_MIN_AGREEMENT,
+    QUANTIZE_MODES,
+)
 
 
 class _Batch(click.ParamType):
@@ -50,8 +57,46 @@ class _Batch(click.ParamType):
     "--include-preprocessing", is_flag=True,
     help="Fold (x - mean) / std from the spec's data: section into the graph (raw pixels in).",
 )  # fmt: skip
+@click.option(
+    "--quantize", type=click.Choice(QUANTIZE_MODES, case_sensitive=False),
+    help="Write a statically quantised model (QDQ, per-channel int8 weights), calibrated "
+    "on --data images and gated against Keras on other --data images; preprocessing is "
+    "folded in.  [default: build/<name>_int8.onnx]",
+)  # fmt: skip
+@click.option(
+    "--calibration", type=int, metavar="N",
+    help=f"With --quantize: calibration images drawn (seeded) from --data.  "
+    f"[default: {DEFAULT_CALIBRATION}]",
+)  # fmt: skip
+@click.option(
+    "--holdout", type=int, metavar="N",
+    help=f"With --quantize: held-out --data images the gate compares int8 with Keras on.  "
+    f"[default: {DEFAULT_HOLDOUT}]",
+)  # fmt: skip
+@click.option(
+    "--min-agreement", type=float, metavar="FRACTION",
+    help=f"With --quantize: refuse below this top-1 agreement with Keras.  "
+    f"[default: {DEFAULT_MIN_AGREEMENT}]",
+)  # fmt: skip
+@click.option(
+    "--max-accuracy-drop", type=float, metavar="POINTS",
+    help=f"With --quantize: refuse when int8 accuracy is more than this many points below "
+    f"Keras's (labelled --data).  [default: {DEFAULT_MAX_ACCURACY_DROP:g}]",
+)  # fmt: skip
 @user_errors
-def export(source, out, opset, batch, data, include_preprocessing) -> None:
+def export(
+    source,
+    out,
+    opset,
+    batch,
+    data,
+    include_preprocessing,
+    quantize,
+    calibration,
+    holdout,
+    min_agreement,
+    max_accuracy_drop,
+) -> None:
     """Export SOURCE to ONNX and prove it matches Keras.
 
     SOURCE is a spec (.yaml, exported with fresh seeded weights), a saved model
@@ -60,9 +105,38 @@ def export(source, out, opset, batch, data, include_preprocessing) -> None:
     with Keras through onnxruntime on random inputs (and on --data images); it is
     written only when every check passes (max abs difference <= 1e-5, 100 % top-1
     agreement).
-    """
-    from .onnx_export import export_onnx
 
+    With --quantize int8 the model is quantised (raw pixels in) and written only
+    when, on held-out --data images, its top-1 agreement with Keras is at least
+    --min-agreement and its accuracy at most --max-accuracy-drop points below Keras's.
+    """
+    from .onnx_export import OptionError, export_onnx
+
+    gate_options = {
+        "--calibration": calibration,
+        "--holdout": holdout,
+        "--min-agreement": min_agreement,
+        "--max-accuracy-drop": max_accuracy_drop,
+    }
+    if quantize:
+        from .quantize import quantize_onnx
+
+        given = {k: v for k, v in gate_options.items() if v is not None}
+        report = quantize_onnx(
+            source,
+            out,
+            data=data,
+            mode=quantize.lower(),
+            opset=opset,
+            batch=batch,
+            **{k[2:].replace("-", "_"): v for k, v in given.items()},
+        )
+        for line in report.lines():
+            click.echo(line)
+        return
+    stray = [k for k, v in gate_options.items() if v is not None]
+    if stray:
+        raise OptionError(f"{', '.join(stray)} only apply with --quantize int8")
     # A failed check raises VerificationFailed, whose message holds the report.
     report = export_onnx(
         source,

@@ -1,0 +1,592 @@
+"""int8 export for deployment, gated on held-out images (``export --quantize int8``).
+
+``quantize_onnx(source, data=FOLDER)`` makes a statically quantised ONNX model and
+writes it only when it still agrees with Keras:
+
+1. the float graph is made as by :func:`~nincompile.export.onnx_export.export_onnx`
+   with the preprocessing folded in (raw pixels 0..255 in; ``(x - mean) / std`` with
+   the spec's ``data.mean``/``data.std``, or ``x / 255`` without them, which is what
+   training feeds the model) and verified against Keras on random inputs;
+2. onnxruntime's tools quantise it: ``quant_pre_process`` (shape inference and graph
+   optimisation), then ``quantize_static`` in QDQ format with int8 weights per output
+   channel and uint8 activations whose ranges (MinMax) come from ``calibration``
+   images of the folder;
+3. **the gate**: the int8 model and the Keras model (float32, inference mode) see
+   ``holdout`` other images of the folder, never the calibration ones.  Top-1
+   agreement must be at least ``min_agreement`` (default 98 %) and, when the folder
+   is labelled, int8 accuracy may be at most ``max_accuracy_drop`` points (default 1)
+   below Keras's.  A failure raises :class:`GateRefused` and writes nothing.
+
+The folder is labelled when every image lies in a class sub-folder and the
+sub-folders are among the spec's ``data.classes`` (labels follow that list) or, with
+no class names known, as many as the model has outputs (labels in sorted folder
+order, as ``nincompile train`` numbers them).  Otherwise only agreement is measured.
+Calibration and gate images are drawn seeded and, when labelled, stratified by class
+(:func:`nincompile.data.split.stratified_subset`).
+
+The gate's figures, the calibration set-up and the folded normalisation go into the
+model's ``metadata_props`` beside the float export's keys (``quantization``,
+``top1_agreement``, ``keras_accuracy``, ``int8_accuracy``, ... see
+:func:`_int8_metadata`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+from .onnx_export import (
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    Check,
+    ExportReport,
+    OptionError,
+    Source,
+    VerificationFailed,
+    _fmt_size,
+    _input_shape,
+    _metadata,
+    _output_name,
+    _run_batches,
+    _session,
+    _to_onnx,
+    check_batch,
+    check_opset,
+    load_images,
+    load_source,
+    require_tensorflow_backend,
+    resolve_output,
+    verify,
+)
+
+QUANTIZE_MODES = ("int8",)
+DEFAULT_CALIBRATION = 256
+DEFAULT_HOLDOUT = 1000
+DEFAULT_MIN_AGREEMENT = 0.98
+DEFAULT_MAX_ACCURACY_DROP = 1.0  # percentage points
+SEED = 0
+#: Images per onnxruntime / Keras call while calibrating and gating.
+CHUNK = 256
+#: Fewer held-out images than this make a weak gate; the report says so.
+FEW_GATE_IMAGES = 200
+CALIBRATION_METHOD = "MinMax"
+
+
+class GateRefused(VerificationFailed):
+    """The int8 model disagrees with Keras beyond the gate's limits; nothing was written."""
+
+
+class QuantizationError(OptionError):
+    """onnxruntime could not quantise the model."""
+
+
+# ------------------------------------------------------------------------- gate
+
+
+@dataclass
+class Gate:
+    """Top-1 agreement of int8 with Keras (and accuracy of both) on held-out images."""
+
+    images: int
+    agree: int
+    min_agreement: float
+    max_accuracy_drop: float
+    keras_correct: int | None = None  # None: the folder is not labelled
+    int8_correct: int | None = None
+
+    @property
+    def labelled(self) -> bool:
+        return self.keras_correct is not None
+
+    @property
+    def agreement(self) -> float:
+        return self.agree / self.images
+
+    @property
+    def keras_accuracy(self) -> float | None:
+        return None if self.keras_correct is None else self.keras_correct / self.images
+
+    @property
+    def int8_accuracy(self) -> float | None:
+        return None if self.int8_correct is None else self.int8_correct / self.images
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        """Keras accuracy minus int8 accuracy, in percentage points."""
+        if not self.labelled:
+            return None
+        return 100.0 * (self.keras_correct - self.int8_correct) / self.images
+
+    @property
+    def agreement_ok(self) -> bool:
+        return self.agreement >= self.min_agreement - 1e-12
+
+    @property
+    def accuracy_ok(self) -> bool:
+        return not self.labelled or self.accuracy_drop <= self.max_accuracy_drop + 1e-9
+
+    @property
+    def passed(self) -> bool:
+        return self.agreement_ok and self.accuracy_ok
+
+    def agreement_text(self) -> str:
+        rel = ">=" if self.agreement_ok else "is below"
+        return (
+            f"top-1 agreement with Keras {_pct(self.agreement)} ({self.agree}/{self.images} "
+            f"held-out images) {rel} --min-agreement {_pct(self.min_agreement)}"
+        )
+
+    def accuracy_text(self) -> str:
+        rel = "<=" if self.accuracy_ok else "exceeds"
+        return (
+            f"accuracy Keras {_pct(self.keras_accuracy)}, int8 {_pct(self.int8_accuracy)}: "
+            f"a drop of {self.accuracy_drop:.2f} points {rel} --max-accuracy-drop "
+            f"{_num(self.max_accuracy_drop)}"
+        )
+
+    def failures(self) -> list[str]:
+        out = []
+        if not self.agreement_ok:
+            out.append(self.agreement_text())
+        if not self.accuracy_ok:
+            out.append(self.accuracy_text())
+        return out
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.2f} %"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+# ----------------------------------------------------------------------- report
+
+
+@dataclass
+class QuantizeReport(ExportReport):
+    """An :class:`ExportReport` with the int8 set-up and the gate's figures."""
+
+    data: str = ""
+    calibration_images: int = 0
+    gate: Gate | None = None
+    float_size_bytes: int = 0
+    label_note: str = ""
+    seed: int = SEED
+
+    def lines(self) -> list[str]:
+        out = super().lines()
+        extra = [
+            f"  int8       QDQ, weights int8 per output channel, activations uint8; "
+            f"{CALIBRATION_METHOD} calibration on {self.calibration_images} images of "
+            f"{self.data} (seed {self.seed})"
+        ]
+        if self.float_size_bytes:
+            size = f"  size       float {_fmt_size(self.float_size_bytes)}"
+            if self.size_bytes:
+                size += f" -> int8 {_fmt_size(self.size_bytes)}"
+            extra.append(size)
+        if self.label_note:
+            extra.append(f"  gate data  {self.label_note}")
+        return out[:3] + extra + out[3:]
+
+
+# ------------------------------------------------------------------------- data
+
+
+@dataclass
+class Split:
+    """Calibration and gate images drawn from one folder."""
+
+    calibration: list[Path]
+    holdout: list[Path]
+    labels: list[int] | None  # of the holdout images; None when unlabelled
+    note: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _folder_labels(folder: Path, files: list[Path], classes, n_out: int):
+    """``(labels or None, note)``: labels when the folder is labelled (module docstring)."""
+    names = []
+    for f in files:
+        parts = f.relative_to(folder).parts
+        if len(parts) != 2:
+            return None, (
+                f"unlabelled ('{f.relative_to(folder)}' is not in a class sub-folder): "
+                "agreement only"
+            )
+        names.append(parts[0])
+    found = sorted(set(names))
+    if classes is not None:
+        unknown = [n for n in found if n not in classes]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            return None, (
+                f"unlabelled (sub-folders not among the spec's classes: {shown}): agreement only"
+            )
+        index = {c: i for i, c in enumerate(classes)}
+        return [index[n] for n in names], (
+            f"labelled: {len(found)} class sub-folders named as in the spec's data.classes"
+        )
+    if len(found) == n_out:
+        index = {c: i for i, c in enumerate(found)}
+        return [index[n] for n in names], (
+            f"labelled by sorted sub-folder name ({len(found)} folders for {n_out} outputs; "
+            "the spec names no classes)"
+        )
+    return None, (
+        f"unlabelled ({len(found)} sub-folders for {n_out} outputs and no class names): "
+        "agreement only"
+    )
+
+
+def split_folder(
+    folder: str | os.PathLike,
+    calibration: int,
+    holdout: int,
+    classes: list[str] | None,
+    n_out: int,
+    seed: int = SEED,
+) -> Split:
+    """Pick ``calibration`` images and, from the others, up to ``holdout`` gate images."""
+    import numpy as np
+
+    from ..data.sources import list_image_files
+    from ..data.split import stratified_subset
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OptionError(
+            f"--data '{folder}' is not a folder; --quantize int8 needs a folder of images "
+            "(class sub-folders) for calibration and the gate"
+        )
+    try:
+        files = list_image_files(folder)
+    except DataError as err:
+        raise OptionError(f"--data: {err}") from None
+    labels, note = _folder_labels(folder, files, classes, n_out)
+    total = len(files)
+    if calibration >= total:
+        raise OptionError(
+            f"--data '{folder}' holds {total} image{'s' if total != 1 else ''}: "
+            f"--calibration {calibration} leaves none held out for the gate; lower "
+            "--calibration or add images"
+        )
+    strata = np.asarray(labels if labels is not None else [0] * total)
+    cal_idx = stratified_subset(strata, calibration, seed)
+    rest = np.setdiff1d(np.arange(total), cal_idx)
+    hold_idx = rest[stratified_subset(strata[rest], holdout, seed + 1)]
+    split = Split(
+        [files[i] for i in cal_idx],
+        [files[i] for i in hold_idx],
+        [labels[i] for i in hold_idx] if labels is not None else None,
+        note,
+    )
+    n = len(hold_idx)
+    if n < holdout:
+        split.notes.append(
+            f"the gate ran on {n} held-out images, all the folder has beside the "
+            f"{calibration} calibration images (--holdout {holdout})"
+        )
+    if n < FEW_GATE_IMAGES:
+        split.notes.append(
+            f"only {n} gate images: one disagreement moves agreement by {100 / n:.2f} points"
+        )
+    return split
+
+
+# ------------------------------------------------------------------ quantisation
+
+
+def _chunks(x, size: int, batch: int | None):
+    """Slices of ``x`` of ``size`` images (exactly ``batch``, edge-padded, when fixed)."""
+    import numpy as np
+
+    step = batch or size
+    for i in range(0, len(x), step):
+        part = x[i : i + step]
+        if batch and len(part) < batch:
+            pad = [(0, batch - len(part))] + [(0, 0)] * (part.ndim - 1)
+            part = np.pad(part, pad, mode="edge")
+        yield part
+
+
+def _calibration_reader(images, batch: int | None):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(_chunks(images, 64, batch))
+
+        def get_next(self):
+            part = next(self._it, None)
+            return None if part is None else {INPUT_NAME: part}
+
+    return Reader()
+
+
+def _quantize(float_proto, calibration_images, batch: int | None):
+    """The int8 QDQ ModelProto of ``float_proto``, calibrated on the given pixels."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="nincompile-int8-") as tmp:
+        tmp = Path(tmp)
+        float_path, pre_path, int8_path = tmp / "float.onnx", tmp / "pre.onnx", tmp / "int8.onnx"
+        onnx.save(float_proto, float_path)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # onnxruntime.quantization logs advice through root
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                quant_pre_process(float_path, pre_path)
+                quantize_static(
+                    pre_path,
+                    int8_path,
+                    _calibration_reader(calibration_images, batch),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=True,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
+            return onnx.load(int8_path)
+        except Exception as err:
+            text = str(err).strip().splitlines()
+            first = text[0] if text else type(err).__name__
+            raise QuantizationError(f"onnxruntime could not quantise the model: {first}") from None
+        finally:
+            root.setLevel(level)
+
+
+def _float_graph(src: Source, shape, opset: int, batch: int | None, output_name: str, mean, std):
+    """The float ONNX graph with the normalisation folded in (raw pixels in)."""
+    return _to_onnx(src.model, shape, opset, batch, output_name, mean, std)
+
+
+def run_gate(
+    proto, src: Source, images, labels, mean, std, batch: int | None, min_agreement, max_drop
+) -> Gate:
+    """Compare the int8 ``proto`` with Keras on ``images`` (float32 pixels 0..255)."""
+    import numpy as np
+
+    from .onnx_export import _normalise
+
+    sess = _session(proto.SerializeToString())
+    agree = k_ok = q_ok = 0
+    y = np.asarray(labels) if labels is not None else None
+    for i in range(0, len(images), CHUNK):
+        raw = images[i : i + CHUNK]
+        q, k = _run_batches(sess, src.model, raw, _normalise(raw, mean, std), batch)
+        qt, kt = q.argmax(-1), k.argmax(-1)
+        agree += int((qt == kt).sum())
+        if y is not None:
+            k_ok += int((kt == y[i : i + CHUNK]).sum())
+            q_ok += int((qt == y[i : i + CHUNK]).sum())
+    gate = Gate(len(images), agree, min_agreement, max_drop)
+    if y is not None:
+        gate.keras_correct, gate.int8_correct = k_ok, q_ok
+    return gate
+
+
+def _int8_metadata(report: QuantizeReport) -> dict[str, str]:
+    """The keys an int8 export adds to the float export's metadata."""
+    import onnxruntime
+
+    g = report.gate
+
+    def num(x):
+        return "null" if x is None else json.dumps(round(x, 6))
+
+    return {
+        "quantization": "int8",
+        "quantization_format": "QDQ",
+        "weight_type": "int8 per-channel",
+        "activation_type": "uint8",
+        "calibration_method": CALIBRATION_METHOD,
+        "calibration_images": str(report.calibration_images),
+        "calibration_seed": str(report.seed),
+        "onnxruntime_version": onnxruntime.__version__,
+        "gate_images": str(g.images),
+        "top1_agreement": num(g.agreement),
+        "keras_accuracy": num(g.keras_accuracy),
+        "int8_accuracy": num(g.int8_accuracy),
+        "accuracy_drop_points": num(g.accuracy_drop),
+        "min_agreement": json.dumps(g.min_agreement),
+        "max_accuracy_drop": json.dumps(g.max_accuracy_drop),
+    }
+
+
+def _check_gate_options(calibration, holdout, min_agreement, max_accuracy_drop) -> None:
+    for name, value in (("--calibration", calibration), ("--holdout", holdout)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise OptionError(f"{name} must be a positive number of images; received {value!r}")
+    for name, value in (
+        ("--min-agreement", min_agreement),
+        ("--max-accuracy-drop", max_accuracy_drop),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise OptionError(f"{name} must be a number; received {value!r}")
+    if min_agreement < 0:
+        raise OptionError(
+            f"--min-agreement is a fraction (0.98 = 98 %) and cannot be negative; "
+            f"received {min_agreement!r}"
+        )
+    if max_accuracy_drop < 0:
+        raise OptionError(
+            f"--max-accuracy-drop is in percentage points and cannot be negative; "
+            f"received {max_accuracy_drop!r}"
+        )
+
+
+# -------------------------------------------------------------------------- API
+
+
+def quantize_onnx(
+    source: str | os.PathLike | Source,
+    out: str | os.PathLike | None = None,
+    *,
+    data: str | os.PathLike,
+    mode: str = "int8",
+    calibration: int = DEFAULT_CALIBRATION,
+    holdout: int = DEFAULT_HOLDOUT,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    max_accuracy_drop: float = DEFAULT_MAX_ACCURACY_DROP,
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    seed: int = SEED,
+) -> QuantizeReport:
+    """Quantise ``source`` to int8, gate it against Keras and write it atomically.
+
+    ``source`` is what :func:`~nincompile.export.onnx_export.export_onnx` takes;
+    ``out`` defaults to ``build/<name>_int8.onnx``.  Raises :class:`GateRefused` (and
+    writes nothing) when the gate fails, another
+    :class:`~nincompile.errors.ExportError` on bad input.
+    """
+    import onnx
+
+    from ..files import atomic_write
+
+    if mode not in QUANTIZE_MODES:
+        raise OptionError(f"--quantize supports {', '.join(QUANTIZE_MODES)}; received {mode!r}")
+    if data is None:
+        raise OptionError(
+            "--quantize int8 needs --data FOLDER: images (class sub-folders) to calibrate "
+            "on and to compare the int8 model with Keras"
+        )
+    _check_gate_options(calibration, holdout, min_agreement, max_accuracy_drop)
+    check_opset(opset)
+    check_batch(batch)
+    require_tensorflow_backend()
+    if out is not None:
+        resolve_output(out, "model")  # fail before the slow work
+    if not Path(data).is_dir():
+        raise OptionError(
+            f"--data '{data}' is not a folder; --quantize int8 needs a folder of images "
+            "(class sub-folders) for calibration and the gate"
+        )
+    src = source if isinstance(source, Source) else load_source(source)
+    target = resolve_output(out, f"{src.name}_int8")
+    shape = _input_shape(src.model)
+    n_out = int(src.model.outputs[0].shape[-1])
+    split = split_folder(data, calibration, holdout, src.classes, n_out, seed)
+
+    c = shape[2]
+    mean = src.mean if src.mean is not None else [0.0] * c
+    std = src.std if src.std is not None else [255.0] * c
+    report = QuantizeReport(
+        name=src.name,
+        source=str(src.path),
+        source_kind=src.kind,
+        out=target,
+        opset=opset,
+        batch=batch,
+        input_name=INPUT_NAME,
+        output_name=_output_name(src.model),
+        input_shape=shape,
+        preprocessing=True,
+        notes=list(src.notes),
+        data=str(data),
+        calibration_images=len(split.calibration),
+        label_note=split.note,
+        seed=seed,
+    )
+    if src.mean is None:
+        report.notes.append("no data.mean/std known: x / 255 folded in (what training feeds then)")
+    report.notes.extend(split.notes)
+
+    float_proto = _float_graph(src, shape, opset, batch, report.output_name, mean, std)
+    report.float_size_bytes = len(float_proto.SerializeToString())
+    float_checks = verify(float_proto, src, report, mean, std)
+    for check in float_checks:
+        check.name = f"float graph: {check.name}"
+    report.checks = float_checks
+    if not report.ok:
+        raise VerificationFailed(
+            f"{src.name}: the float ONNX graph failed verification before quantisation; "
+            f"nothing written\n{report.text()}",
+            report,
+        )
+
+    proto = _quantize(float_proto, load_images(split.calibration, shape), batch)
+    proto.graph.name = src.name
+    proto.doc_string = f"{src.name}, int8 (QDQ), exported by nincompile"
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+        report.checks.append(
+            Check("int8 onnx.checker", True, "check_model(full_check=True) passed")
+        )
+    except Exception as err:
+        report.checks.append(Check("int8 onnx.checker", False, f"{type(err).__name__}: {err}"))
+        raise VerificationFailed(
+            f"{src.name}: the int8 model failed onnx.checker; nothing written\n{report.text()}",
+            report,
+        ) from None
+
+    holdout_images = load_images(split.holdout, shape)
+    gate = run_gate(
+        proto, src, holdout_images, split.labels, mean, std, batch, min_agreement,
+        max_accuracy_drop,
+    )  # fmt: skip
+    report.gate = gate
+    report.checks.append(Check("gate", gate.agreement_ok, gate.agreement_text()))
+    if gate.labelled:
+        report.checks.append(Check("gate", gate.accuracy_ok, gate.accuracy_text()))
+
+    report.metadata = _metadata(src, report, mean, std)
+    report.metadata.update(_int8_metadata(report))
+    del proto.metadata_props[:]
+    for key, value in report.metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+    if not gate.passed:
+        reasons = "\n".join(f"  {r}" for r in gate.failures())
+        raise GateRefused(
+            f"{src.name}: refused: the int8 model failed the gate; nothing written\n{reasons}\n"
+            "(--min-agreement and --max-accuracy-drop change the gate deliberately)\n"
+            f"{report.text()}",
+            report,
+        )
+    payload = proto.SerializeToString()
+    target = resolve_output(out, f"{src.name}_int8")  # re-check: the folder may have changed
+    if out is None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda tmp: tmp.write_bytes(payload))
+    report.size_bytes = len(payload)
+    report.written = True
+    return report
