@@ -51,7 +51,6 @@ file is written (atomically) only when every check passed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -61,6 +60,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ExportError
+from ..files import sha256_file
 
 #: The opsets nincompile exports to: tf2onnx 1.17 knows IR versions up to opset 18
 #: (``tf2onnx.constants.OPSET_TO_IR_VERSION``); below 13 several ops we rely on
@@ -157,14 +157,6 @@ def require_tensorflow_backend() -> None:
         )
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_source_path(path: Path) -> str:
     """The kind of ``path`` (spec, keras, run); raise SourceError if unusable."""
     suffix = path.suffix.lower()
@@ -243,7 +235,7 @@ def load_source(path: str | os.PathLike) -> Source:
         src.notes.append(f"fresh untrained weights (seed {seed})")
     elif kind == "keras":
         model = load_keras_model(path)
-        src = Source(kind, path, model, path.stem, _sha256_file(path))
+        src = Source(kind, path, model, path.stem, sha256_file(path))
     else:
         model_path = path / "model.keras"
         model = load_keras_model(model_path)
@@ -252,7 +244,7 @@ def load_source(path: str | os.PathLike) -> Source:
         if (path / "spec.yaml").is_file():
             compiled = api.compile_spec(path / "spec.yaml")
             spec, spec_sha, name = compiled.spec, compiled.source.sha256, compiled.spec.name
-        src = Source(kind, path, model, name, _sha256_file(model_path), spec, spec_sha)
+        src = Source(kind, path, model, name, sha256_file(model_path), spec, spec_sha)
     _check_model(src)
     _to_float32(src)
     return src
