@@ -256,8 +256,11 @@ def _plot(rows: list[Row], target: Path) -> None:
     for ax, _, title in panels:
         ax.set_title(title)
         ax.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes[1]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = axes[0][1].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4))

@@ -19,6 +19,8 @@ def _pyplot():
 def curves(history: list[dict], target: Path, title: str) -> None:
     """Training and validation accuracy (left) and loss (right), as the seeds plot."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [r["epoch"] + 1 for r in history]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
@@ -28,6 +30,7 @@ def curves(history: list[dict], target: Path, title: str) -> None:
                 ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=name)
         ax.set_title(f"Training and Validation {label}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
