@@ -310,7 +310,9 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
             "accuracy": logs.get("accuracy"),
             "learning_rate": lr,
             "seconds": seconds,
-            "images_per_second": steps * bs / seconds if seconds > 0 else None,
+            "images_per_second": (steps * bs if topo.distributed else len(y)) / seconds
+            if seconds > 0
+            else None,
         }
         if xv is not None:
             if val_rows is None:
