@@ -22,6 +22,7 @@ trip per batch.
 from __future__ import annotations
 
 from ..keras_import import import_keras
+from .prepare import normalisation
 
 keras = import_keras()
 ops = keras.ops
@@ -159,13 +160,6 @@ def augment_layers(augment) -> list:
     if augment.cutout:
         layers.append(Cutout(augment.cutout, name="augment_cutout"))
     return layers
-
-
-def normalisation(data, channels: int) -> tuple[list[float], list[float]]:
-    """``(mean, std)`` per channel in pixel units; ``/255`` when the spec gives none."""
-    if data is not None and data.mean is not None:
-        return list(data.mean), list(data.std)
-    return [0.0] * channels, [255.0] * channels
 
 
 def wrap(model, raw_shape, data, *, augment: bool = True):

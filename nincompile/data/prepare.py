@@ -26,6 +26,15 @@ class Datasets:
     notes: list[str]
 
 
+def normalisation(data, channels: int) -> tuple[list[float], list[float]]:
+    """``(mean, std)`` per channel in pixel units (0..255): the spec's ``data.mean`` and
+    ``data.std``, or ``x / 255`` when it gives none (what training, evaluation and the
+    int8 export all feed)."""
+    if data is not None and data.mean is not None:
+        return list(data.mean), list(data.std)
+    return [0.0] * channels, [255.0] * channels
+
+
 def subset(raw: sources.RawData, idx, what: str) -> sources.RawData:
     return dataclasses.replace(
         raw, images=raw.images[idx], labels=raw.labels[idx], location=f"{raw.location} ({what})"

@@ -737,6 +737,21 @@ def _parse_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def _numbered_classes(labels: np.ndarray, classes, where: str) -> list[str]:
+    """Class names for integer labels that carry no names (idx files, Keras's loaders):
+    the given ``classes``, which must cover every label, or ``"0"``, ``"1"``, ..."""
+    top = int(labels.max()) if labels.size else -1
+    if classes is None:
+        return [str(i) for i in range(max(10, top + 1))]
+    names = [str(c) for c in classes]
+    if len(names) <= top:
+        raise DataError(
+            f"{where} labels up to {top}, but the class list names only "
+            f"{len(names)} classes [{', '.join(names)}]"
+        )
+    return names
+
+
 def _read_idx(folder: Path, split: str, classes) -> RawData:
     prefix = "train" if split == "train" else "t10k"
     img_path = _idx_file(folder, prefix, "images")
@@ -755,16 +770,7 @@ def _read_idx(folder: Path, split: str, classes) -> RawData:
             f"idx files '{img_path}' and '{lbl_path}' disagree: {images.shape[0]:,} images "
             f"but {labels.shape[0]:,} labels"
         )
-    top = int(labels.max()) if labels.size else -1
-    if classes is not None:
-        names = [str(c) for c in classes]
-        if len(names) <= top:
-            raise DataError(
-                f"'{lbl_path}' holds labels up to {top}, but the class list names only "
-                f"{len(names)} classes [{', '.join(names)}]"
-            )
-    else:
-        names = [str(i) for i in range(max(10, top + 1))]
+    names = _numbered_classes(labels, classes, f"'{lbl_path}' holds")
     return RawData(np.ascontiguousarray(images[..., None]), labels, names, "idx", str(folder))
 
 
@@ -884,16 +890,7 @@ def load_keras_dataset(
     if images.ndim == 3:
         images = images[..., None]
     labels = np.asarray(y).reshape(-1).astype(np.int32)
-    top = int(labels.max()) if labels.size else -1
-    if classes is not None:
-        names = [str(c) for c in classes]
-        if len(names) <= top:
-            raise DataError(
-                f"keras.datasets.{name} has labels up to {top}, but the class list names only "
-                f"{len(names)} classes [{', '.join(names)}]"
-            )
-    else:
-        names = [str(i) for i in range(max(10, top + 1))]
+    names = _numbered_classes(labels, classes, f"keras.datasets.{name} has")
     images = convert_channels(np.ascontiguousarray(images), channels)
     return RawData(images, labels, names, f"keras:{name}", f"keras.datasets.{name}")
 

@@ -42,6 +42,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.prepare import normalisation
 from ..errors import DataError
 from .onnx_export import (
     DEFAULT_OPSET,
@@ -505,9 +506,7 @@ def quantize_onnx(
     n_out = int(src.model.outputs[0].shape[-1])
     split = split_folder(data, calibration, holdout, src.classes, n_out, seed)
 
-    c = shape[2]
-    mean = src.mean if src.mean is not None else [0.0] * c
-    std = src.std if src.std is not None else [255.0] * c
+    mean, std = normalisation(src.data, shape[2])
     report = QuantizeReport(
         name=src.name,
         source=str(src.path),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -364,8 +365,8 @@ def _commit(run, model, history, improved) -> None:
     run.write_history(history)
     with distribute.portable(model):
         atomic_write(run.file(runs.MODEL), lambda tmp: model.save(tmp))
-        if improved:
-            atomic_write(run.file(runs.BEST), lambda tmp: model.save(tmp))
+    if improved:  # the same model: copy the file rather than serialise it again
+        atomic_write(run.file(runs.BEST), lambda tmp: shutil.copyfile(run.file(runs.MODEL), tmp))
 
 
 def _metrics(spec, compiled, history, best, train_cfg, device, jit, policy, datasets, spent, wall):

@@ -65,19 +65,18 @@ def confusion_png(matrix, classes: list[str], target: Path, title: str) -> None:
 
 
 class TensorBoardLog:
-    """Per-epoch scalars through ``tf.summary`` when TensorFlow is installed (it is
-    by default); silently nothing otherwise, e.g. on a JAX-only GPU machine."""
+    """Per-epoch scalars through TensorBoard's own ``tensorboard.summary.Writer``, which
+    needs no TensorFlow (it uses TensorFlow when installed, a stub otherwise, e.g. on a
+    JAX-only GPU machine); silently nothing when TensorBoard itself is missing."""
 
     def __init__(self, folder: Path | None):
         self.writer = None
         if folder is None:
             return
         try:
-            import tensorboard  # noqa: F401  (tf.summary needs it)
-            import tensorflow as tf
+            from tensorboard.summary import Writer
 
-            self.tf = tf
-            self.writer = tf.summary.create_file_writer(str(folder))
+            self.writer = Writer(str(folder))
         except Exception:
             self.writer = None
 
@@ -85,10 +84,9 @@ class TensorBoardLog:
         if self.writer is None:
             return
         try:
-            with self.writer.as_default():
-                for key, value in row.items():
-                    if key != "epoch" and value is not None:
-                        self.tf.summary.scalar(key, value, step=row["epoch"])
+            for key, value in row.items():
+                if key != "epoch" and value is not None:
+                    self.writer.add_scalar(key, float(value), row["epoch"])
             self.writer.flush()
         except Exception:  # logging must never stop training
             self.writer = None
