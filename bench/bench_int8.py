@@ -141,16 +141,18 @@ def recalibrate_bn(run: Path, n: int, work: Path) -> tuple[Path, dict]:
     import keras
     import numpy as np
 
+    from nincompile.data.prepare import normalise
     from nincompile.data.sources import read_source
     from nincompile.data.split import stratified_subset
-    from nincompile.export.onnx_export import _all_layers, _normalise, load_source
+    from nincompile.export import load_source
+    from nincompile.export.float32 import all_layers
 
     src = load_source(run)
     model = src.model
     raw = read_source(work / "train", classes=src.classes, channels=3, cache_dir=False)
     idx = stratified_subset(raw.labels, n, 0)
-    x = _normalise(raw.images[idx].astype(np.float32), src.mean, src.std)
-    bns = [b for b in _all_layers(model) if isinstance(b, keras.layers.BatchNormalization)]
+    x = normalise(raw.images[idx].astype(np.float32), src.mean, src.std)
+    bns = [b for b in all_layers(model) if isinstance(b, keras.layers.BatchNormalization)]
     for layer in bns:
         layer.momentum = 0.9
     rng = np.random.default_rng(0)
@@ -172,8 +174,9 @@ def bench_model(label: str, cfg: dict, run: Path, metrics: dict, work: Path, arg
     import numpy as np
     import onnxruntime as ort
 
+    from nincompile.data.prepare import normalise
+    from nincompile.data.sources import read_images_float32
     from nincompile.export import export_onnx, load_source
-    from nincompile.export.onnx_export import _normalise, load_images
     from nincompile.export.quantize import GateRefused, quantize_onnx, split_folder
 
     src = load_source(run)
@@ -204,14 +207,14 @@ def bench_model(label: str, cfg: dict, run: Path, metrics: dict, work: Path, arg
     model = src.model
     n_out = int(model.outputs[0].shape[-1])
     split = split_folder(eval_dir, 256, 1000, src.classes, n_out)
-    held = load_images(split.holdout, tuple(src.spec.input))
+    held = read_images_float32(split.holdout, tuple(src.spec.input))
     y = np.asarray(split.labels)
     f_sess = ort.InferenceSession(str(float_report.out), providers=["CPUExecutionProvider"])
     q_sess = ort.InferenceSession(str(q_report.out), providers=["CPUExecutionProvider"])
     keras_top, float_top = [], []
     for i in range(0, len(held), 250):
         raw = held[i : i + 250]
-        keras_top.append(np.asarray(model(_normalise(raw, src.mean, src.std))).argmax(-1))
+        keras_top.append(np.asarray(model(normalise(raw, src.mean, src.std))).argmax(-1))
         float_top.append(f_sess.run(None, {"input": raw})[0].argmax(-1))
     keras_top, float_top = np.concatenate(keras_top), np.concatenate(float_top)
 
@@ -219,7 +222,7 @@ def bench_model(label: str, cfg: dict, run: Path, metrics: dict, work: Path, arg
     rng = np.random.default_rng(0)
     x256 = rng.uniform(0, 255, (256, *src.spec.input)).astype(np.float32)
     x1 = x256[:1].copy()
-    k256, k1 = _normalise(x256, src.mean, src.std), _normalise(x1, src.mean, src.std)
+    k256, k1 = normalise(x256, src.mean, src.std), normalise(x1, src.mean, src.std)
     load = wait_for_quiet()
     print(f"{label}: timing at load {load['load1_at_start']:.2f}", flush=True)
     timed = {}

@@ -15,6 +15,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .export.report import ExportReport
 
 Path = tuple[str | int, ...]
 
@@ -88,8 +92,37 @@ class KerasMismatch(NincompileError):
     """The Keras model disagrees with the IR: a bug in nincompile, never the user's."""
 
 
+class ModelLoadError(NincompileError):
+    """A saved model is missing, unreadable, unsafe or unsupported."""
+
+
 class ExportError(NincompileError):
     """ONNX export or its verification failed; nothing was written."""
+
+
+class SourceError(ExportError, ModelLoadError):
+    """The model to export is missing, unreadable, unsafe or unsupported."""
+
+
+class OutputPathError(ExportError):
+    """The output path is unusable (missing folder, symbolic link, not ``.onnx``)."""
+
+
+class OptionError(ExportError):
+    """An export option is out of range or impossible for this model."""
+
+
+class ConversionError(ExportError):
+    """tf2onnx could not turn the model into a clean inference graph."""
+
+
+class VerificationFailed(ExportError):
+    """The ONNX model failed a check; nothing was written.  ``report`` holds the
+    :class:`~nincompile.export.report.ExportReport` with every check."""
+
+    def __init__(self, message: str, report: ExportReport):
+        super().__init__(message)
+        self.report = report
 
 
 class DataError(NincompileError):

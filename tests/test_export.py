@@ -18,16 +18,20 @@ import onnxruntime as ort  # noqa: E402
 
 from nincompile import __version__, api  # noqa: E402
 from nincompile.errors import ExportError, NincompileError  # noqa: E402
-from nincompile.export import onnx_export as ox  # noqa: E402
-from nincompile.export.onnx_export import (  # noqa: E402
+from nincompile.export import (  # noqa: E402
     ConversionError,
     OptionError,
     OutputPathError,
+    Source,
     SourceError,
     VerificationFailed,
+    convert,
     export_onnx,
     load_source,
+    verify,
 )
+from nincompile.export import onnx_export as ox  # noqa: E402
+from nincompile.export.float32 import is_float32  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -120,14 +124,14 @@ def work(tmp_path_factory):
     return d
 
 
-_SOURCES: dict[Path, ox.Source] = {}
+_SOURCES: dict[Path, Source] = {}
 
 
 @pytest.fixture(scope="module")
 def spec_source():
     """Load (build) each spec once for the whole module."""
 
-    def get(path: Path) -> ox.Source:
+    def get(path: Path) -> Source:
         if path not in _SOURCES:
             _SOURCES[path] = load_source(path)
         return _SOURCES[path]
@@ -145,9 +149,9 @@ def test_pinned_converter_facts():
 
     major, minor = (int(p) for p in tf2onnx.__version__.split(".")[:2])
     assert (major, minor) >= (1, 17)
-    assert ox.MAX_OPSET == max(tf2onnx.constants.OPSET_TO_IR_VERSION)
-    assert ox.MIN_OPSET <= ox.DEFAULT_OPSET <= ox.MAX_OPSET
-    assert onnx.defs.onnx_opset_version() >= ox.MAX_OPSET
+    assert convert.MAX_OPSET == max(tf2onnx.constants.OPSET_TO_IR_VERSION)
+    assert convert.MIN_OPSET <= convert.DEFAULT_OPSET <= convert.MAX_OPSET
+    assert onnx.defs.onnx_opset_version() >= convert.MAX_OPSET
 
 
 def test_errors_are_user_errors():
@@ -181,7 +185,7 @@ def test_every_spec_exports_with_parity(spec, opset, spec_source, tmp_path):
     dims = proto.graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch"
     assert [d.dim_value for d in dims[1:]] == list(src.spec.input)
-    assert not {n.op_type for n in proto.graph.node} & ox.TRAINING_ONLY_OPS
+    assert not {n.op_type for n in proto.graph.node} & convert.TRAINING_ONLY_OPS
 
     # independent parity check at another batch size
     x = np.random.default_rng(7).standard_normal((3, *src.spec.input)).astype(np.float32)
@@ -279,7 +283,7 @@ def test_augmentation_and_dropout_never_reach_the_graph(work, tmp_path):
     assert report.ok
     proto = onnx.load(out)
     ops = {n.op_type for n in proto.graph.node}
-    assert not ops & ox.TRAINING_ONLY_OPS
+    assert not ops & convert.TRAINING_ONLY_OPS
     assert all(onnx.defs.has(n.op_type, n.domain) for n in proto.graph.node)
     assert [i.name for i in proto.graph.input] == ["input"]
 
@@ -297,11 +301,11 @@ def test_training_only_ops_are_refused():
         [node], "g", [], [onnx.helper.make_tensor_value_info("r", onnx.TensorProto.FLOAT, [1])]
     )
     with pytest.raises(ConversionError, match="training-only ops"):
-        ox._check_ops(onnx.helper.make_model(graph), "g")
+        convert.check_ops(onnx.helper.make_model(graph), "g")
     bad = onnx.helper.make_node("StatelessRandomUniformV2", ["a"], ["b"])
     graph = onnx.helper.make_graph([bad], "g", [], [])
     with pytest.raises(ConversionError, match="no ONNX equivalent"):
-        ox._check_ops(onnx.helper.make_model(graph), "g")
+        convert.check_ops(onnx.helper.make_model(graph), "g")
 
 
 # -------------------------------------------------------------- mixed precision
@@ -309,8 +313,8 @@ def test_training_only_ops_are_refused():
 
 def test_mixed_precision_is_rebuilt_in_float32(work, tmp_path):
     src = load_source(work / "mixed.keras")
-    assert src.original is not None and ox.is_float32(src.model)
-    assert not ox.is_float32(src.original)
+    assert src.original is not None and is_float32(src.model)
+    assert not is_float32(src.original)
     out = tmp_path / "mixed.onnx"
     report = export_onnx(src, out)
     assert report.ok
@@ -357,10 +361,10 @@ def test_real_images(work, tmp_path):
 
 def test_real_images_are_capped_and_spread_over_classes(tmp_path):
     _write_images(tmp_path / "many", classes=("a", "b", "c"), per_class=30, size=(4, 4))
-    picked = ox.list_images(tmp_path / "many")
+    picked = ox.data_images(tmp_path / "many")
     assert len(picked) == 64
     assert {p.parent.name for p in picked[:3]} == {"a", "b", "c"}
-    images = ox.load_images(picked[:4], (8, 6, 3))
+    images = ox.read_data_images(picked[:4], (8, 6, 3))
     assert images.shape == (4, 8, 6, 3) and images.dtype == np.float32
     assert 0.0 <= images.min() and images.max() <= 255.0
 
@@ -511,7 +515,7 @@ def test_default_build_folder_symlink_is_refused(work, tmp_path, monkeypatch):
 
 
 def test_failed_verification_writes_nothing(work, tmp_path, monkeypatch):
-    monkeypatch.setattr(ox, "ATOL", -1.0)  # no difference can pass
+    monkeypatch.setattr(verify, "ATOL", -1.0)  # no difference can pass
     with pytest.raises(VerificationFailed, match="failed verification; nothing written") as err:
         export_onnx(work / "tiny.yaml", tmp_path / "x.onnx")
     assert not err.value.report.ok and not err.value.report.written

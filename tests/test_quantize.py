@@ -24,8 +24,8 @@ from PIL import Image  # noqa: E402
 
 from nincompile import api  # noqa: E402
 from nincompile.cli import main  # noqa: E402
+from nincompile.export import load_source  # noqa: E402
 from nincompile.export import quantize as q  # noqa: E402
-from nincompile.export.onnx_export import load_source  # noqa: E402
 
 SPEC = """\
 name: tiny_q

@@ -35,6 +35,16 @@ def normalisation(data, channels: int) -> tuple[list[float], list[float]]:
     return [0.0] * channels, [255.0] * channels
 
 
+def normalise(x, mean, std):
+    """``(x - mean) / std`` as float32 (``x`` unchanged when ``mean`` is None): what the
+    model sees of pixels ``x`` (0..255) given :func:`normalisation`'s figures."""
+    import numpy as np
+
+    if mean is None:
+        return x
+    return ((x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
+
+
 def subset(raw: sources.RawData, idx, what: str) -> sources.RawData:
     return dataclasses.replace(
         raw, images=raw.images[idx], labels=raw.labels[idx], location=f"{raw.location} ({what})"

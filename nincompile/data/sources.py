@@ -12,7 +12,9 @@
 
 ``load_keras_dataset`` goes through ``keras.datasets`` (needs a network), and
 ``synthetic`` makes learnable random images for smoke tests.  ``list_image_files``
-and ``read_images`` decode the loose files given to ``predict`` and ``export``.
+and ``read_images`` decode the loose files given to ``predict`` and ``export``;
+``sample_class_images`` and ``read_images_float32`` pick and read the sample of a
+class folder that an export's parity check runs on.
 
 Every problem with the input is a :class:`~nincompile.errors.DataError` naming the
 file or folder, what was expected and what was found.  Nothing here imports
@@ -387,6 +389,15 @@ def read_images(
     return _stack_sized(arrays, files, size, where)
 
 
+def read_images_float32(paths: Sequence[str | os.PathLike], shape: tuple[int, int, int]):
+    """Images as float32 pixels 0..255, resized (bilinear) to ``shape`` = (height,
+    width, channels): what a model taking ``shape`` is compared on."""
+    h, w, c = shape
+    if c not in _MODES:
+        raise DataError(f"images are read for models with 1, 3 or 4 input channels, not {c}")
+    return read_images(paths, channels=c, size=(h, w)).astype(np.float32)
+
+
 # ----------------------------------------------------------------- class folders
 
 
@@ -418,6 +429,27 @@ def _class_folders(root: Path) -> tuple[dict[str, list[str]], int]:
         elif _is_image_name(entry.name) and entry.is_file():
             loose += 1
     return found, loose
+
+
+def sample_class_images(folder: str | os.PathLike, limit: int) -> list[Path]:
+    """Up to ``limit`` images of a folder of class sub-folders, taken round-robin over
+    the classes in sorted order so every class is represented."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"'{root}' is not a folder of class sub-folders")
+    found, _ = _class_folders(root)
+    if not found:
+        raise DataError(
+            f"'{root}' holds no images: expected class sub-folders of "
+            f"{', '.join(IMAGE_SUFFIXES)} files"
+        )
+    per_class = [[root / name / f for f in files] for name, files in found.items()]
+    picked: list[Path] = []
+    i = 0
+    while len(picked) < limit and any(i < len(files) for files in per_class):
+        picked.extend(files[i] for files in per_class if i < len(files))
+        i += 1
+    return picked[:limit]
 
 
 def _has_class_folder(root: Path) -> bool:

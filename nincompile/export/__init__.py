@@ -1,22 +1,25 @@
 """ONNX export (``nincompile export``); see :mod:`nincompile.export.onnx_export`.
 
+The modules, in the order an export runs: ``source`` (load and check the model),
+``float32`` (rebuild a mixed-precision model), ``convert`` (Keras to ONNX),
+``verify`` (parity with Keras), ``report``; ``onnx_export`` puts them together and
+``quantize`` adds the int8 export and its gate.  The errors live in
+:mod:`nincompile.errors`.
+
 Importing this package does not import TensorFlow, Keras or ONNX.
 """
 
-from .onnx_export import (
-    DEFAULT_OPSET,
-    MAX_OPSET,
-    MIN_OPSET,
+from ..errors import (
     ConversionError,
-    ExportReport,
     OptionError,
     OutputPathError,
-    Source,
     SourceError,
     VerificationFailed,
-    export_onnx,
-    load_source,
 )
+from .convert import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .onnx_export import export_onnx
+from .report import ExportReport
+from .source import Source, load_source
 
 __all__ = [
     "DEFAULT_OPSET",

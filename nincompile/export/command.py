@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..cli_support import user_errors
-from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .convert import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .quantize import (
     DEFAULT_CALIBRATION,
     DEFAULT_HOLDOUT,
@@ -110,7 +110,8 @@ def export(
     when, on held-out --data images, its top-1 agreement with Keras is at least
     --min-agreement and its accuracy at most --max-accuracy-drop points below Keras's.
     """
-    from .onnx_export import OptionError, export_onnx
+    from ..errors import OptionError
+    from .onnx_export import export_onnx
 
     gate_options = {
         "--calibration": calibration,

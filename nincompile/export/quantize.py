@@ -4,9 +4,10 @@
 writes it only when it still agrees with Keras:
 
 1. the float graph is made as by :func:`~nincompile.export.onnx_export.export_onnx`
-   with the preprocessing folded in (raw pixels 0..255 in; ``(x - mean) / std`` with
-   the spec's ``data.mean``/``data.std``, or ``x / 255`` without them, which is what
-   training feeds the model) and verified against Keras on random inputs;
+   (:func:`~nincompile.export.convert.to_onnx`) with the preprocessing folded in
+   (raw pixels 0..255 in; ``(x - mean) / std`` with the spec's ``data.mean``/
+   ``data.std``, or ``x / 255`` without them, which is what training feeds the model)
+   and verified against Keras on random inputs;
 2. onnxruntime's tools quantise it: ``quant_pre_process`` (shape inference and graph
    optimisation), then ``quantize_static`` in QDQ format with int8 weights per output
    channel and uint8 activations whose ranges (MinMax) come from ``calibration``
@@ -42,31 +43,18 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.prepare import normalisation
-from ..errors import DataError
+from ..data.prepare import normalisation, normalise
+from ..errors import OptionError, VerificationFailed
+from .convert import DEFAULT_OPSET, INPUT_NAME, check_opset, metadata, output_name, to_onnx
 from .onnx_export import (
-    DEFAULT_OPSET,
-    INPUT_NAME,
-    Check,
-    ExportReport,
-    OptionError,
-    Source,
-    VerificationFailed,
-    _fmt_size,
-    _input_shape,
-    _metadata,
-    _output_name,
-    _run_batches,
-    _session,
-    _to_onnx,
     check_batch,
-    check_opset,
-    load_images,
-    load_source,
-    require_tensorflow_backend,
+    data_option_errors,
+    read_data_images,
     resolve_output,
-    verify,
 )
+from .report import Check, ExportReport, fmt_size
+from .source import Source, input_shape, load_source, require_tensorflow_backend
+from .verify import run_batches, session, verify
 
 QUANTIZE_MODES = ("int8",)
 DEFAULT_CALIBRATION = 256
@@ -192,9 +180,9 @@ class QuantizeReport(ExportReport):
             f"{self.data} (seed {self.seed})"
         ]
         if self.float_size_bytes:
-            size = f"  size       float {_fmt_size(self.float_size_bytes)}"
+            size = f"  size       float {fmt_size(self.float_size_bytes)}"
             if self.size_bytes:
-                size += f" -> int8 {_fmt_size(self.size_bytes)}"
+                size += f" -> int8 {fmt_size(self.size_bytes)}"
             extra.append(size)
         if self.label_note:
             extra.append(f"  gate data  {self.label_note}")
@@ -270,10 +258,8 @@ def split_folder(
             f"--data '{folder}' is not a folder; --quantize int8 needs a folder of images "
             "(class sub-folders) for calibration and the gate"
         )
-    try:
+    with data_option_errors():
         files = list_image_files(folder)
-    except DataError as err:
-        raise OptionError(f"--data: {err}") from None
     labels, note = _folder_labels(folder, files, classes, n_out)
     total = len(files)
     if calibration >= total:
@@ -370,9 +356,9 @@ def _quantize(float_proto, calibration_images, batch: int | None):
             root.setLevel(level)
 
 
-def _float_graph(src: Source, shape, opset: int, batch: int | None, output_name: str, mean, std):
+def _float_graph(src: Source, shape, opset: int, batch: int | None, out_name: str, mean, std):
     """The float ONNX graph with the normalisation folded in (raw pixels in)."""
-    return _to_onnx(src.model, shape, opset, batch, output_name, mean, std)
+    return to_onnx(src.model, shape, opset, batch, out_name, mean, std)
 
 
 def run_gate(
@@ -381,14 +367,12 @@ def run_gate(
     """Compare the int8 ``proto`` with Keras on ``images`` (float32 pixels 0..255)."""
     import numpy as np
 
-    from .onnx_export import _normalise
-
-    sess = _session(proto.SerializeToString())
+    sess = session(proto.SerializeToString())
     agree = k_ok = q_ok = 0
     y = np.asarray(labels) if labels is not None else None
     for i in range(0, len(images), CHUNK):
         raw = images[i : i + CHUNK]
-        q, k = _run_batches(sess, src.model, raw, _normalise(raw, mean, std), batch)
+        q, k = run_batches(sess, src.model, raw, normalise(raw, mean, std), batch)
         qt, kt = q.argmax(-1), k.argmax(-1)
         agree += int((qt == kt).sum())
         if y is not None:
@@ -502,7 +486,7 @@ def quantize_onnx(
         )
     src = source if isinstance(source, Source) else load_source(source)
     target = resolve_output(out, f"{src.name}_int8")
-    shape = _input_shape(src.model)
+    shape = input_shape(src.model)
     n_out = int(src.model.outputs[0].shape[-1])
     split = split_folder(data, calibration, holdout, src.classes, n_out, seed)
 
@@ -515,7 +499,7 @@ def quantize_onnx(
         opset=opset,
         batch=batch,
         input_name=INPUT_NAME,
-        output_name=_output_name(src.model),
+        output_name=output_name(src.model),
         input_shape=shape,
         preprocessing=True,
         notes=list(src.notes),
@@ -541,7 +525,7 @@ def quantize_onnx(
             report,
         )
 
-    proto = _quantize(float_proto, load_images(split.calibration, shape), batch)
+    proto = _quantize(float_proto, read_data_images(split.calibration, shape), batch)
     proto.graph.name = src.name
     proto.doc_string = f"{src.name}, int8 (QDQ), exported by nincompile"
     try:
@@ -556,7 +540,7 @@ def quantize_onnx(
             report,
         ) from None
 
-    holdout_images = load_images(split.holdout, shape)
+    holdout_images = read_data_images(split.holdout, shape)
     gate = run_gate(
         proto, src, holdout_images, split.labels, mean, std, batch, min_agreement,
         max_accuracy_drop,
@@ -566,7 +550,7 @@ def quantize_onnx(
     if gate.labelled:
         report.checks.append(Check("gate", gate.accuracy_ok, gate.accuracy_text()))
 
-    report.metadata = _metadata(src, report, mean, std)
+    report.metadata = metadata(src, report, mean, std)
     report.metadata.update(_int8_metadata(report))
     del proto.metadata_props[:]
     for key, value in report.metadata.items():

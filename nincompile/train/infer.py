@@ -21,6 +21,7 @@ from ..errors import NincompileError
 from ..keras_import import import_keras
 from . import report
 from . import run as runs
+from .saved import load_keras_model
 
 keras = import_keras()
 
@@ -42,7 +43,6 @@ class Trained:
 def load_trained(path) -> Trained:
     """A run folder (``model.keras``; ``spec.yaml``) or a ``.keras`` file."""
     from .. import api
-    from ..export.onnx_export import load_keras_model
 
     path = Path(path)
     if path.is_dir():

@@ -1,0 +1,71 @@
+"""What an export did and the evidence that it matches Keras: the checks and the
+report ``nincompile export`` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def fmt_size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+    batch: int | None = None
+    max_abs_diff: float | None = None
+    top1_agree: int | None = None
+    top1_total: int | None = None
+    ties: int = 0
+
+
+@dataclass
+class ExportReport:
+    """What was exported and the evidence that it matches Keras."""
+
+    name: str
+    source: str
+    source_kind: str
+    out: Path
+    opset: int
+    batch: int | None
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, int, int]
+    preprocessing: bool
+    metadata: dict[str, str] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    size_bytes: int = 0
+    written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    def lines(self) -> list[str]:
+        batch = "dynamic" if self.batch is None else str(self.batch)
+        head = (
+            f"{self.name}: {'wrote' if self.written else 'did not write'} {self.out}"
+            + (f" ({fmt_size(self.size_bytes)})" if self.written else "")
+            + f", opset {self.opset}, batch {batch}"
+        )
+        out = [head, f"  source     {self.source} ({self.source_kind})"]
+        h, w, c = self.input_shape
+        dims = "batch" if self.batch is None else str(self.batch)
+        out.append(
+            f"  graph      {self.input_name} [{dims}, {h}, {w}, {c}] float32 NHWC -> "
+            f"{self.output_name}"
+            + ("; (x - mean) / std folded in: feed raw pixels 0..255" if self.preprocessing else "")
+        )
+        out.extend(f"  note       {n}" for n in self.notes)
+        for c in self.checks:
+            out.append(f"  {'ok  ' if c.passed else 'FAIL'}       {c.name}: {c.detail}")
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())

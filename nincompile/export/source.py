@@ -1,0 +1,92 @@
+"""The model to export: loaded from a spec, a ``.keras`` file or a run folder by
+:mod:`nincompile.train.saved`, checked to be a one-image-in, one-output model and
+made float32 (:mod:`nincompile.export.float32`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from ..errors import ModelLoadError, OptionError, SourceError
+from ..train.saved import SavedModel, load_saved
+from .float32 import to_float32
+
+
+@dataclass
+class Source(SavedModel):
+    """A model ready to export, with what is known about where it came from."""
+
+    original: object | None = None  # the mixed-precision model, when rebuilt
+
+
+def require_tensorflow_backend() -> None:
+    """tf2onnx converts TensorFlow graphs: export needs Keras's TensorFlow backend."""
+    from ..keras_import import import_keras
+
+    backend = import_keras().backend.backend()
+    if backend != "tensorflow":
+        raise OptionError(
+            f"ONNX export runs on Keras's TensorFlow backend; received KERAS_BACKEND={backend}. "
+            "Run it with KERAS_BACKEND=tensorflow (a .keras model saved under any backend "
+            "loads there)."
+        )
+
+
+def load_source(path: str | os.PathLike) -> Source:
+    """Load a spec, a ``.keras`` file or a run folder (see :mod:`nincompile.train.saved`),
+    check that it can be exported and make it float32."""
+    try:
+        saved = load_saved(path)
+    except ModelLoadError as err:
+        raise SourceError(str(err)) from None
+    src = Source(**{f.name: getattr(saved, f.name) for f in dataclasses.fields(saved)})
+    check_model(src)
+    to_float32(src)
+    return src
+
+
+def input_shape(model) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of the model's image input."""
+    shape = tuple(model.inputs[0].shape)
+    return tuple(int(d) for d in shape[1:])
+
+
+def check_model(src: Source) -> None:
+    """Raise SourceError unless the model takes one NHWC image and gives one
+    ``(batch, classes)`` output matching its spec."""
+    model = src.model
+    where = f"'{src.path}'"
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs or not outputs:
+        raise SourceError(f"cannot export {where}: the model has no defined inputs/outputs")
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise SourceError(
+            f"cannot export {where}: expected one image input and one output; the model has "
+            f"{len(inputs)} inputs and {len(outputs)} outputs"
+        )
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or any(d is None for d in shape[1:]):
+        raise SourceError(
+            f"cannot export {where}: expected an NHWC image input (batch, height, width, "
+            f"channels) with fixed height, width and channels; received {shape}"
+        )
+    if len(tuple(outputs[0].shape)) != 2:
+        raise SourceError(
+            f"cannot export {where}: expected a (batch, classes) output; received "
+            f"{tuple(outputs[0].shape)}"
+        )
+    if src.spec is not None and tuple(src.spec.input) != input_shape(model):
+        raise SourceError(
+            f"cannot export {where}: the model's input {input_shape(model)} differs from "
+            f"its spec's input {tuple(src.spec.input)}"
+        )
+    n_out = int(outputs[0].shape[-1])
+    if src.classes is not None and len(src.classes) != n_out:
+        raise SourceError(
+            f"cannot export {where}: data.classes names {len(src.classes)} classes but the "
+            f"model has {n_out} outputs"
+        )

@@ -1,0 +1,154 @@
+"""Models as training saves them and users hand them in, loaded safely.
+
+A model comes from one of three places:
+
+* a **spec** (``*.yaml``/``*.yml``): compiled and built with fresh, untrained weights,
+  seeded with ``keras.utils.set_random_seed(spec.train.seed or 0)`` so two loads of
+  one spec are identical;
+* a **saved model** (``*.keras``): loaded by :func:`load_keras_model`, with
+  ``keras.saving.load_model(path, safe_mode=True, compile=False)``.  Legacy ``.h5``
+  files are refused (Keras's safe mode does not protect them), even renamed to
+  ``.keras``, and so is any model holding a ``Lambda`` layer (arbitrary Python code);
+* a **training run** folder (:mod:`nincompile.train.run`): ``model.keras`` (required)
+  and ``spec.yaml`` (optional: the name, classes and normalisation come from it).
+
+Every problem is a :class:`~nincompile.errors.ModelLoadError` naming the file.
+Keras is imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ModelLoadError
+from ..files import sha256_file
+from . import run as runs
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+HDF5_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass
+class SavedModel:
+    """A loaded model, with what is known about where it came from."""
+
+    kind: str  # "spec" | "keras" | "run"
+    path: Path
+    model: object
+    name: str
+    source_sha256: str
+    spec: object | None = None  # nincompile.spec.schema.Spec
+    spec_sha256: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def data(self):
+        return self.spec.data if self.spec is not None else None
+
+    @property
+    def classes(self) -> list[str] | None:
+        return list(self.data.classes) if self.data and self.data.classes else None
+
+    @property
+    def mean(self) -> list[float] | None:
+        return list(self.data.mean) if self.data and self.data.mean is not None else None
+
+    @property
+    def std(self) -> list[float] | None:
+        return list(self.data.std) if self.data and self.data.std is not None else None
+
+
+def source_kind(path: Path) -> str:
+    """The kind of ``path`` (spec, keras, run); raise ModelLoadError if unusable."""
+    suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        raise ModelLoadError(
+            f"refusing '{path}': legacy HDF5 (.h5) models are not loaded because Keras's "
+            "safe mode does not protect them; re-save the model as .keras"
+        )
+    if not path.exists():
+        raise ModelLoadError(f"cannot load '{path}': no such file or folder")
+    if path.is_dir():
+        if not (path / runs.MODEL).is_file():
+            raise ModelLoadError(
+                f"cannot load '{path}': a run folder must hold {runs.MODEL} "
+                f"(and optionally {runs.SPEC})"
+            )
+        return "run"
+    if suffix in SPEC_SUFFIXES:
+        return "spec"
+    if suffix == ".keras":
+        return "keras"
+    raise ModelLoadError(
+        f"cannot load '{path}': expected a spec (.yaml), a saved model (.keras) "
+        f"or a training run folder holding {runs.MODEL}"
+    )
+
+
+def load_keras_model(path: str | os.PathLike):
+    """Load a ``.keras`` file in safe mode, turning Keras's errors into clear ones."""
+    from ..keras_import import import_keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"cannot load '{path}': no such file")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            magic = f.read(8)
+        if magic.startswith(b"\x89HDF"):
+            raise ModelLoadError(
+                f"refusing '{path}': it is a legacy HDF5 model, which Keras's safe mode "
+                "does not protect; re-save the model as .keras"
+            )
+        raise ModelLoadError(f"cannot load '{path}': not a valid .keras file (not a zip archive)")
+    keras = import_keras()
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # Keras raises ValueError/TypeError/KeyError/OSError here
+        text = str(err)
+        if "Lambda" in text or "safe_mode" in text or "unsafe_deserialization" in text:
+            raise ModelLoadError(
+                f"refusing '{path}': it holds a Lambda layer (arbitrary Python code), which "
+                "Keras's safe mode will not load; rebuild the model without Lambda layers"
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        raise ModelLoadError(
+            f"cannot load '{path}': corrupt or unsupported .keras file ({first})"
+        ) from None
+    if not isinstance(model, keras.Model):
+        raise ModelLoadError(
+            f"cannot load '{path}': it holds a {type(model).__name__}, not a model"
+        )
+    return model
+
+
+def load_saved(path: str | os.PathLike) -> SavedModel:
+    """Load a spec, a ``.keras`` file or a run folder (see the module docstring)."""
+    from .. import api
+    from ..keras_import import import_keras
+
+    path = Path(path)
+    kind = source_kind(path)
+    if kind == "spec":
+        compiled = api.compile_spec(path)
+        spec = compiled.spec
+        seed = spec.train.seed if spec.train is not None else 0
+        import_keras().utils.set_random_seed(seed)
+        model = api.build(compiled)
+        sha = compiled.source.sha256
+        loaded = SavedModel(kind, path, model, spec.name, sha, spec, sha)
+        loaded.notes.append(f"fresh untrained weights (seed {seed})")
+        return loaded
+    if kind == "keras":
+        return SavedModel(kind, path, load_keras_model(path), path.stem, sha256_file(path))
+    model_path = path / runs.MODEL
+    model = load_keras_model(model_path)
+    spec = spec_sha = None
+    name = path.resolve().name
+    if (path / runs.SPEC).is_file():
+        compiled = api.compile_spec(path / runs.SPEC)
+        spec, spec_sha, name = compiled.spec, compiled.source.sha256, compiled.spec.name
+    return SavedModel(kind, path, model, name, sha256_file(model_path), spec, spec_sha)
