@@ -99,3 +99,23 @@ def test_train_and_resume_under_backend(backend, tmp_path):
     if backend == "jax":
         assert metrics["jit_compile"] is True
     assert (run / "model.keras").is_file()
+    assert metrics["data_on_device"] is False  # auto: no accelerator here
+    if backend == "tensorflow":
+        return
+    # the same run with the data kept on the device trains to the same weights
+    on_device = tmp_path / "on_device"
+    proc = subprocess.run(
+        [*base[:-1], str(on_device), "--set", "data.on_device=true"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "data kept on the device" in proc.stdout + proc.stderr
+    assert json.loads((on_device / "metrics.json").read_text())["data_on_device"] is True
+    import keras
+    import numpy as np
+
+    host = keras.saving.load_model(run / "model.keras", compile=False).get_weights()
+    dev = keras.saving.load_model(on_device / "model.keras", compile=False).get_weights()
+    assert len(host) == len(dev)
+    for a, b in zip(host, dev, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -399,3 +399,46 @@ def test_a_live_run_folder_is_not_shared(tiny, tmp_path):
         holder.wait()
     ok = CliRunner().invoke(main, ["train", str(run), "--resume"])  # the lock died with it
     assert ok.exit_code == 0, ok.output
+
+
+def test_data_placement_rules(monkeypatch):
+    from nincompile.data import feed
+    from nincompile.errors import TrainError
+
+    x = np.zeros((1000, 32, 32, 3), np.uint8)  # 3.07 MB
+    y = np.zeros(1000, np.int32)
+    arrays = (x, y, None, None)
+    # TensorFlow (this process): the host always; forcing the device is a clear error
+    assert not feed.placement("auto", arrays, distributed=False, device_kind="gpu").on_device
+    with pytest.raises(TrainError, match="KERAS_BACKEND=tensorflow"):
+        feed.placement(True, arrays, distributed=False, device_kind="gpu")
+    assert not feed.placement(False, arrays, distributed=False, device_kind="gpu").on_device
+
+    monkeypatch.setattr(feed.keras.backend, "backend", lambda: "jax")
+    free = {"bytes": 100_000_000}
+    monkeypatch.setattr(feed, "_free_device_memory", lambda: free["bytes"])
+    auto = feed.placement("auto", arrays, distributed=False, device_kind="gpu")
+    assert auto.on_device and "3.1 MB" in auto.reason
+    free["bytes"] = 6_000_000  # 3.07 MB > half of 6 MB
+    assert not feed.placement("auto", arrays, distributed=False, device_kind="gpu").on_device
+    free["bytes"] = None
+    assert not feed.placement("auto", arrays, distributed=False, device_kind="gpu").on_device
+    free["bytes"] = 10**12
+    assert not feed.placement("auto", arrays, distributed=False, device_kind="cpu").on_device
+    assert not feed.placement("auto", arrays, distributed=True, device_kind="gpu").on_device
+    assert feed.placement(True, arrays, distributed=False, device_kind="cpu").on_device
+    with pytest.raises(TrainError, match="--devices"):
+        feed.placement(True, arrays, distributed=True, device_kind="gpu")
+
+
+def test_device_batches_follow_the_epoch_order():
+    from nincompile.data import feed
+
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    y = np.arange(10, dtype=np.int32)
+    batches = feed.DeviceBatches(feed.to_device(x), feed.to_device(y), 4, 10)
+    order = np.array([9, 3, 1, 0, 8, 2, 7, 6, 5, 4])
+    batches.set_order(order)
+    got = [np.asarray(batches[i][1]) for i in range(len(batches))]
+    assert [list(b) for b in got] == [[9, 3, 1, 0], [8, 2, 7, 6], [5, 4]]
+    assert np.asarray(batches[0][0]).dtype == np.uint8

@@ -51,7 +51,7 @@ class _Batch(click.ParamType):
 )  # fmt: skip
 @click.option(
     "--data", type=click.Path(path_type=str),
-    help="Image folder (class sub-folders of .jpg/.png) for a parity check on up to 64 images.",
+    help="Image folder (class sub-folders of images) for a parity check on up to 64 images.",
 )  # fmt: skip
 @click.option(
     "--include-preprocessing", is_flag=True,

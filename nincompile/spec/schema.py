@@ -737,6 +737,12 @@ class Data(_Model):
         "aspect ratio and pad, stretch, or resize and crop to the aspect ratio.",
     )
     augment: Augment | None = None
+    on_device: Literal["auto"] | bool = Field(
+        "auto",
+        description="Keep the training images on the device for the whole run (JAX or "
+        "PyTorch): true, false, or auto (on a GPU when they take at most half its free "
+        "memory).",
+    )
 
     @model_validator(mode="after")
     def _pairs(self) -> Data:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, api
-from ..data import pipeline
+from ..data import feed, pipeline
 from ..data.prepare import training_data
 from ..data.split import epoch_order
 from ..errors import TrainError
@@ -79,6 +79,17 @@ class _BatchHook(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.reporter.batch(batch, logs or {})
+
+
+class _EpochSeed(keras.callbacks.Callback):
+    """Seeds the global generators as each epoch begins (see ``pipeline.seed_globals``)."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pipeline.seed_globals(self.seed, epoch)
 
 
 def _variables(model, optimizer) -> list:
@@ -281,9 +292,28 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
     val_rows = None
     if xv is not None and topo.distributed:
         val_rows = distribute.local_rows(np.arange(len(yv)), bs, topo)
+    place = feed.placement(
+        spec.data.on_device if spec.data is not None else "auto",
+        (x, y, xv, yv),
+        distributed=topo.distributed,
+        device_kind=device["kind"],
+    )
+    reporter.note(
+        ("data kept on the device: " if place.on_device else "data fed from the host: ")
+        + place.reason
+    )
+    train_batches = val_batches = None
+    if place.on_device:
+        train_batches = feed.DeviceBatches(feed.to_device(x), feed.to_device(y), local_bs, len(y))
+        if xv is not None:
+            val_batches = feed.DeviceBatches(
+                feed.to_device(xv), feed.to_device(yv), max(bs, 256), len(yv)
+            )
     # NaN is checked once per epoch (a per-batch check would read every batch's loss
     # back from the device); the NaN epoch is never committed.
-    hooks = [_BatchHook(reporter)] if reporter.wants_batches else []
+    hooks = [_EpochSeed(train_cfg.seed)]
+    if reporter.wants_batches:
+        hooks.append(_BatchHook(reporter))
     epochs_here = 0
     for epoch in range(start, train_cfg.epochs):
         if stop_after is not None and epochs_here >= stop_after:
@@ -293,10 +323,15 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         lr = float(keras.ops.convert_to_numpy(schedule(epoch * steps)))
         reporter.epoch_begin(epoch, train_cfg.epochs, steps, bs)
         t0 = time.perf_counter()
-        fit = wrapper.fit(
-            x[order], y[order], batch_size=local_bs, epochs=epoch + 1, initial_epoch=epoch,
-            shuffle=False, verbose=0, callbacks=hooks,
-        )  # fmt: skip
+        if train_batches is not None:
+            train_batches.set_order(order)
+            fit = wrapper.fit(train_batches, epochs=epoch + 1, initial_epoch=epoch,
+                              shuffle=False, verbose=0, callbacks=hooks)  # fmt: skip
+        else:
+            fit = wrapper.fit(
+                x[order], y[order], batch_size=local_bs, epochs=epoch + 1, initial_epoch=epoch,
+                shuffle=False, verbose=0, callbacks=hooks,
+            )  # fmt: skip
         seconds = time.perf_counter() - t0
         logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
         if not _finite(logs.get("loss")):
@@ -316,7 +351,9 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
             else None,
         }
         if xv is not None:
-            if val_rows is None:
+            if val_batches is not None:
+                ev = wrapper.evaluate(val_batches, verbose=0, return_dict=True)
+            elif val_rows is None:
                 ev = wrapper.evaluate(xv, yv, batch_size=max(bs, 256), verbose=0,
                                       return_dict=True)  # fmt: skip
             else:
@@ -337,6 +374,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
                            datasets, spent, time.perf_counter() - t_start)  # fmt: skip
         metrics["distribution"] = topo.as_dict()
+        metrics["data_on_device"] = place.on_device
         run.write_json(runs.METRICS, metrics)
         report.curves(history, run.file(runs.CURVES), spec.name)
         tb.epoch(row)
