@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -90,9 +91,50 @@ def _fields_of(data: Any, path: Path) -> list[str]:
     return [f.alias or k for k, f in model.model_fields.items()]
 
 
+#: The tags pydantic puts after a field's name for each member of a scalar union
+#: (``bool | Literal["auto"]``): ``bool``, ``literal['auto']``, ``dict[...]``.
+_UNION_TAG = re.compile(
+    r"^(bool|str|int|float|none|constrained-\w+|(literal|dict|list|tuple)\[.*\])$"
+)
+
+
+def _alternative(e: dict) -> str:
+    """What one union member expected, as a user would write it."""
+    if e["type"].startswith("bool"):
+        return "true or false"
+    if e["type"] == "literal_error":
+        return (e.get("ctx") or {}).get("expected", "")
+    tag = e["loc"][-1]
+    return {"dict": "a mapping", "list": "a list", "tuple": "a list"}.get(
+        tag.split("[")[0], e["msg"].replace("Input should be ", "")
+    )
+
+
+def _merge_unions(errors: list[dict]) -> list[dict]:
+    """One error per scalar-union field instead of one per member of the union:
+    ``expected true or false, or 'auto'; received 'maybe'``."""
+    groups: dict[tuple, list[dict]] = {}
+    for e in errors:
+        loc = e["loc"]
+        if len(loc) > 1 and isinstance(loc[-1], str) and _UNION_TAG.match(loc[-1]):
+            groups.setdefault(loc[:-1], []).append(e)
+    out, done = [], set()
+    for e in errors:
+        key = e["loc"][:-1]
+        members = groups.get(key, [])
+        if len(members) < 2:
+            out.append(e)
+        elif key not in done:
+            done.add(key)
+            wanted = ", or ".join(a for a in dict.fromkeys(map(_alternative, members)) if a)
+            out.append({**e, "loc": key, "type": "union", "msg": f"expected {wanted}",
+                        "ctx": None})  # fmt: skip
+    return out
+
+
 def _problems_from(err: ValidationError, data: dict, src_file: str, positions: Positions):
     problems = []
-    for e in err.errors(include_url=False):
+    for e in _merge_unions(err.errors(include_url=False)):
         path = _clean_loc(e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
