@@ -442,3 +442,12 @@ def test_device_batches_follow_the_epoch_order():
     got = [np.asarray(batches[i][1]) for i in range(len(batches))]
     assert [list(b) for b in got] == [[9, 3, 1, 0], [8, 2, 7, 6], [5, 4]]
     assert np.asarray(batches[0][0]).dtype == np.uint8
+
+
+def test_data_on_device_refused_before_anything_is_written(tiny, tmp_path):
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["train", str(tiny), "--out", str(out),
+                                       "--set", "data.on_device=true"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "needs the JAX or PyTorch backend" in result.output
+    assert not out.exists()

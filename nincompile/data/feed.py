@@ -76,25 +76,34 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+def check_setting(setting, *, distributed: bool) -> None:
+    """Refuse ``data.on_device: true`` where it cannot be honoured (call it before
+    anything is written)."""
+    if setting is not True:
+        return
+    backend = keras.backend.backend()
+    if backend not in DEVICE_BACKENDS:
+        raise TrainError(
+            f"data.on_device: true needs the JAX or PyTorch backend; received "
+            f"KERAS_BACKEND={backend} (its trainer feeds from the host through tf.data). "
+            "Use data.on_device: auto or false, or another backend"
+        )
+    if distributed:
+        raise TrainError(
+            "data.on_device: true does not combine with --devices: the data-parallel "
+            "trainer shards host batches over the devices itself; use auto or false"
+        )
+
+
 def placement(setting, arrays, *, distributed: bool, device_kind: str) -> Placement:
     """Resolve ``data.on_device`` (``"auto"``, True or False) for ``arrays`` (the
     training and validation images and labels that would be copied)."""
+    check_setting(setting, distributed=distributed)
     backend = keras.backend.backend()
     need = int(sum(a.nbytes for a in arrays if a is not None))
     if setting is False:
         return Placement(False, "data.on_device is false")
     if setting is True:
-        if backend not in DEVICE_BACKENDS:
-            raise TrainError(
-                f"data.on_device: true needs the JAX or PyTorch backend; received "
-                f"KERAS_BACKEND={backend} (its trainer feeds from the host through tf.data). "
-                "Use data.on_device: auto or false, or another backend"
-            )
-        if distributed:
-            raise TrainError(
-                "data.on_device: true does not combine with --devices: the data-parallel "
-                "trainer shards host batches over the devices itself; use auto or false"
-            )
         return Placement(True, f"data.on_device is true ({_mb(need)})")
     if backend not in DEVICE_BACKENDS:
         return Placement(False, f"the {backend} backend feeds from the host")

@@ -205,6 +205,8 @@ def train(
         raise TrainError("training in several processes needs --out: one run folder that "
                          "every process can reach")  # fmt: skip
     distribute.check_batch(train_cfg.batch_size, topo)
+    on_device = spec.data.on_device if spec.data is not None else "auto"
+    feed.check_setting(on_device, distributed=topo.distributed)
     run, state = _resolve_run(source, out, resume, create=topo.chief)
     with run.lock() if topo.chief else contextlib.nullcontext():
         return _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir,
@@ -293,7 +295,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
     if xv is not None and topo.distributed:
         val_rows = distribute.local_rows(np.arange(len(yv)), bs, topo)
     place = feed.placement(
-        spec.data.on_device if spec.data is not None else "auto",
+        spec.data.on_device if spec.data is not None else "auto",  # checked in train()
         (x, y, xv, yv),
         distributed=topo.distributed,
         device_kind=device["kind"],
