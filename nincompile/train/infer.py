@@ -20,8 +20,7 @@ from ..data.prepare import evaluation_data
 from ..errors import NincompileError
 from ..keras_import import import_keras
 from . import report
-from . import run as runs
-from .saved import load_keras_model
+from .saved import load_keras_model, model_files
 
 keras = import_keras()
 
@@ -45,20 +44,10 @@ def load_trained(path) -> Trained:
     from .. import api
 
     path = Path(path)
-    if path.is_dir():
-        if not (path / runs.MODEL).is_file():
-            raise NincompileError(
-                f"'{path}' is not a run folder: it has no {runs.MODEL} (train one with "
-                "nincompile train, or pass a .keras file)"
-            )
-        model_path, spec_path = path / runs.MODEL, path / runs.SPEC
-    elif path.suffix.lower() in (".keras", ".h5", ".hdf5") or path.is_file():
-        model_path, spec_path = path, path.parent / runs.SPEC
-    else:
-        raise NincompileError(f"'{path}' does not exist; expected a run folder or a .keras file")
+    model_path, spec_path = model_files(path)
     model = load_keras_model(model_path)
     n_out = int(model.output_shape[-1])
-    if spec_path.is_file():
+    if spec_path is not None:
         spec = api.compile_spec(spec_path).spec
         if tuple(spec.input) != tuple(int(d) for d in model.input_shape[1:]):
             raise NincompileError(

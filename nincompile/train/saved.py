@@ -61,6 +61,31 @@ class SavedModel:
         return list(self.data.std) if self.data and self.data.std is not None else None
 
 
+def _check_run_folder(path: Path) -> None:
+    if not (path / runs.MODEL).is_file():
+        raise ModelLoadError(
+            f"cannot load '{path}': it is not a run folder, which must hold {runs.MODEL} "
+            f"(and optionally {runs.SPEC}); train one with nincompile train, or pass a "
+            ".keras file"
+        )
+
+
+def model_files(path: str | os.PathLike) -> tuple[Path, Path | None]:
+    """``(model, spec or None)`` of a run folder (``model.keras``, ``spec.yaml``) or of
+    a ``.keras`` file (the ``spec.yaml`` beside it, as for ``RUN/best.keras``)."""
+    path = Path(path)
+    if path.is_dir():
+        _check_run_folder(path)
+        model, spec = path / runs.MODEL, path / runs.SPEC
+    elif path.exists() or path.suffix.lower() in (".keras", *HDF5_SUFFIXES):
+        model, spec = path, path.parent / runs.SPEC
+    else:
+        raise ModelLoadError(
+            f"cannot load '{path}': no such file or folder; expected a run folder or a .keras file"
+        )
+    return model, spec if spec.is_file() else None
+
+
 def source_kind(path: Path) -> str:
     """The kind of ``path`` (spec, keras, run); raise ModelLoadError if unusable."""
     suffix = path.suffix.lower()
@@ -72,11 +97,7 @@ def source_kind(path: Path) -> str:
     if not path.exists():
         raise ModelLoadError(f"cannot load '{path}': no such file or folder")
     if path.is_dir():
-        if not (path / runs.MODEL).is_file():
-            raise ModelLoadError(
-                f"cannot load '{path}': a run folder must hold {runs.MODEL} "
-                f"(and optionally {runs.SPEC})"
-            )
+        _check_run_folder(path)
         return "run"
     if suffix in SPEC_SUFFIXES:
         return "spec"
@@ -144,11 +165,11 @@ def load_saved(path: str | os.PathLike) -> SavedModel:
         return loaded
     if kind == "keras":
         return SavedModel(kind, path, load_keras_model(path), path.stem, sha256_file(path))
-    model_path = path / runs.MODEL
+    model_path, spec_path = model_files(path)
     model = load_keras_model(model_path)
     spec = spec_sha = None
     name = path.resolve().name
-    if (path / runs.SPEC).is_file():
-        compiled = api.compile_spec(path / runs.SPEC)
+    if spec_path is not None:
+        compiled = api.compile_spec(spec_path)
         spec, spec_sha, name = compiled.spec, compiled.source.sha256, compiled.spec.name
     return SavedModel(kind, path, model, name, sha256_file(model_path), spec, spec_sha)
