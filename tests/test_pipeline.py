@@ -29,6 +29,14 @@ def test_subset_keeps_class_proportions():
     assert len(keep) == 40 and np.bincount(labels[keep]).tolist() == [30, 10]
 
 
+@pytest.mark.parametrize("limit", [1, 7, 512, 999, 1001])
+def test_subset_has_exactly_the_limit(limit):
+    labels = np.repeat(np.arange(10), 110)  # 512 / 1100 of each class rounds down
+    keep = stratified_subset(labels, limit, seed=0)
+    assert len(keep) == min(limit, len(labels)) == len(set(keep.tolist()))
+    assert np.array_equal(keep, stratified_subset(labels, limit, seed=0))
+
+
 def test_epoch_order_depends_on_seed_and_epoch_only():
     a = epoch_order(50, seed=3, epoch=7)
     assert sorted(a) == list(range(50))

@@ -39,14 +39,18 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int):
 
 
 def stratified_subset(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    """Sorted indices of at most ``limit`` items, classes in proportion, chosen by seed."""
+    """Sorted indices of exactly ``min(limit, len(labels))`` items, classes in
+    proportion, chosen by seed."""
     labels = np.asarray(labels)
     n = len(labels)
     if limit >= n:
         return np.arange(n)
-    _, keep = stratified_split(labels, limit / n, seed)
+    rest, keep = stratified_split(labels, limit / n, seed)
     if len(keep) > limit:  # rounding per class can overshoot by a few
         keep = np.sort(_rng(seed, 0x11).permutation(keep)[:limit])
+    elif len(keep) < limit:  # ... or fall short: top up from the others
+        extra = _rng(seed, 0x12).permutation(rest)[: limit - len(keep)]
+        keep = np.sort(np.concatenate([keep, extra]))
     return keep
 
 
