@@ -142,3 +142,25 @@ def compile_spec_text(text):
     from nincompile.ir import lower
 
     return lower(parse_spec(text, "s.yaml"))
+
+
+BASE = "name: m\ninput: [8, 8, 1]\nstages:\n  - {conv: [4, 3]}\nhead: [gap, {dense: 2}]\n"
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        # a mapping given to a mapping-or-name field: only the error inside it
+        ("train: {lr_schedule: {0: -1}}", ["s.yaml:6:23: train.lr_schedule[0]: expected "
+                                           "greater than 0; received -1"]),
+        # real keys spelled like pydantic's member tags stay unknown keys
+        ("train: {int: 1, bool: 2}", ["unknown key 'int'", "unknown key 'bool'"]),
+        ("data: {on_device: 1}", ["data.on_device: expected 'auto', or true or false; "
+                                  "received 1"]),
+    ],
+)  # fmt: skip
+def test_union_fields_report_what_the_user_wrote(extra, expected):
+    problems = errors_of(BASE + extra + "\n")
+    assert len(problems) == len(expected)
+    for want in expected:
+        assert any(want in p for p in problems), (want, problems)

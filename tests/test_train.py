@@ -221,6 +221,24 @@ def _image_folder(root: Path, source, n: int = 48) -> Path:
     return root
 
 
+def test_resume_refuses_other_training_data(tiny, tmp_path):
+    source = load_spec(tiny)
+    a = _image_folder(tmp_path / "a", source, n=40)
+    b = _image_folder(tmp_path / "b", source, n=44)
+    out = tmp_path / "r"
+    runner = CliRunner()
+    first = runner.invoke(main, ["train", str(tiny), "--data", str(a), "--out", str(out),
+                                 "--stop-after", "1"])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    other = runner.invoke(main, ["train", str(tiny), "--data", str(b), "--out", str(out),
+                                 "--resume"])  # fmt: skip
+    assert other.exit_code == 1
+    assert "training images differ" in other.output and "Traceback" not in other.output
+    same = runner.invoke(main, ["train", str(tiny), "--data", str(a), "--out", str(out),
+                                "--resume", "--stop-after", "1"])  # fmt: skip
+    assert same.exit_code == 0, same.output
+
+
 def test_evaluate_and_predict_a_run(tiny, tmp_path):
     source = apply_overrides(load_spec(tiny), ["train.epochs=4", "data.limit=640"])
     run = train(source, out=tmp_path / "r").run
@@ -275,6 +293,11 @@ def test_a_trained_run_exports_to_onnx(tiny, tmp_path):
     result = CliRunner().invoke(main, ["export", str(run), "-o", str(target)])
     assert result.exit_code == 0, result.output
     assert target.is_file()
+    # RUN/best.keras takes its classes from the spec.yaml beside it, as evaluate does
+    from nincompile.export import export_onnx
+
+    report = export_onnx(run / runs.BEST, tmp_path / "best.onnx")
+    assert json.loads(report.metadata["classes"]) == ["a", "b", "c", "d"]
 
 
 def test_label_smoothing_and_step_schedule_train(tiny, tmp_path):

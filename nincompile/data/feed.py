@@ -7,8 +7,8 @@ kept on the device for the whole run.
   host and handed to ``model.fit``, which copies one batch at a time to the device
   (on a GPU, Keras starts each copy one batch ahead).
 * ``true`` (device): the raw ``uint8`` images and labels are copied to the device
-  once; each epoch only the order (4 bytes an image) travels, the epoch is gathered
-  on the device and batches are slices of it.  Nothing goes back to the host per
+  once; each epoch only the order (4 bytes an image) travels, and each batch is
+  gathered on the device from its slice of the order.  Nothing goes back to the host per
   batch.  JAX and PyTorch only (Keras's TensorFlow trainer feeds through
   ``tf.data`` from the host), and not with ``--devices`` (the data-parallel
   trainer shards host batches itself).
@@ -128,27 +128,26 @@ def to_device(array: np.ndarray):
 
 
 class DeviceBatches(keras.utils.PyDataset):
-    """Batches sliced from device-resident ``x``/``y`` in an order set per epoch.
+    """Batches gathered from device-resident ``x``/``y`` in an order set per epoch.
 
-    ``x``/``y`` are device tensors (:func:`to_device`).  ``set_order(order)`` gathers
-    the epoch's images on the device (``order`` is a host array of row numbers);
-    without it the rows are visited as stored.  A last batch smaller than
-    ``batch_size`` is kept, as ``model.fit`` does with arrays."""
+    ``x``/``y`` are device tensors (:func:`to_device`).  ``set_order(order)`` puts
+    the epoch's order (a host array of row numbers) on the device; each batch is then
+    gathered there from its slice of the order, so the device holds the data once
+    plus one batch.  Without an order the rows are visited as stored.  A last batch
+    smaller than ``batch_size`` is kept, as ``model.fit`` does with arrays."""
 
     def __init__(self, x, y, batch_size: int, rows: int):
         super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
         self.rows = int(rows)
-        self._x, self._y = x, y
+        self.order = None
 
     def set_order(self, order: np.ndarray | None) -> None:
         if order is None:
-            self._x, self._y, self.rows = self.x, self.y, int(self.x.shape[0])
+            self.order, self.rows = None, int(self.x.shape[0])
             return
-        index = ops.convert_to_tensor(np.asarray(order, dtype="int32"))
-        self._x = ops.take(self.x, index, axis=0)
-        self._y = ops.take(self.y, index, axis=0)
+        self.order = ops.convert_to_tensor(np.asarray(order, dtype="int32"))
         self.rows = len(order)
 
     def __len__(self) -> int:
@@ -157,4 +156,7 @@ class DeviceBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         start = i * self.batch_size
         stop = min(start + self.batch_size, self.rows)
-        return self._x[start:stop], self._y[start:stop]
+        if self.order is None:
+            return self.x[start:stop], self.y[start:stop]
+        index = self.order[start:stop]
+        return ops.take(self.x, index, axis=0), ops.take(self.y, index, axis=0)

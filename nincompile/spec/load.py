@@ -98,43 +98,82 @@ _UNION_TAG = re.compile(
 )
 
 
-def _alternative(e: dict) -> str:
+_STRUCTURED = re.compile(r"^(dict|list|tuple)\[")
+
+
+def _value_at(data: Any, path: Path) -> tuple[bool, Any]:
+    node = data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False, None
+    return True, node
+
+
+def _union_tag_at(e: dict, data: Any) -> int | None:
+    """Where in ``e``'s loc pydantic named a union member (``bool``, ``literal[...]``,
+    ``dict[...]``), or None; a real key of the document spelled like one is a key."""
+    if e["type"] in ("extra_forbidden", "missing"):
+        return None
+    loc = e["loc"]
+    for i in range(1, len(loc)):
+        part = loc[i]
+        if isinstance(part, str) and _UNION_TAG.match(part):
+            found, parent = _value_at(data, _clean_loc(loc[:i]))
+            if found and isinstance(parent, dict) and part in parent:
+                continue
+            return i
+    return None
+
+
+def _alternative(e: dict, tag: str) -> str:
     """What one union member expected, as a user would write it."""
     if e["type"].startswith("bool"):
         return "true or false"
     if e["type"] == "literal_error":
         return (e.get("ctx") or {}).get("expected", "")
-    tag = e["loc"][-1]
     return {"dict": "a mapping", "list": "a list", "tuple": "a list"}.get(
         tag.split("[")[0], e["msg"].replace("Input should be ", "")
     )
 
 
-def _merge_unions(errors: list[dict]) -> list[dict]:
-    """One error per scalar-union field instead of one per member of the union:
-    ``expected true or false, or 'auto'; received 'maybe'``."""
-    groups: dict[tuple, list[dict]] = {}
-    for e in errors:
-        loc = e["loc"]
-        if len(loc) > 1 and isinstance(loc[-1], str) and _UNION_TAG.match(loc[-1]):
-            groups.setdefault(loc[:-1], []).append(e)
-    out, done = [], set()
-    for e in errors:
-        key = e["loc"][:-1]
-        members = groups.get(key, [])
-        if len(members) < 2:
+def _merge_unions(errors: list[dict], data: Any) -> list[dict]:
+    """Errors of a union field (``bool | Literal["auto"]``, ``dict | Literal[...]``)
+    as a user wrote it: a scalar that fits no member is one error, ``expected true or
+    false, or 'auto'; received 'maybe'``; a mapping or list keeps only the errors
+    inside it, located without pydantic's member tag."""
+    groups: dict[tuple, list[tuple[int, dict, int]]] = {}
+    for n, e in enumerate(errors):
+        i = _union_tag_at(e, data)
+        if i is not None:
+            groups.setdefault(e["loc"][:i], []).append((n, e, i))
+    replaced: dict[int, dict | None] = {}
+    for where, members in groups.items():
+        for n, _, _ in members:
+            replaced[n] = None
+        found, value = _value_at(data, _clean_loc(where))
+        inside = [m for m in members if len(m[1]["loc"]) > m[2] + 1]
+        if found and isinstance(value, dict | list) and inside:
+            for n, e, i in inside:
+                replaced[n] = {**e, "loc": e["loc"][:i] + e["loc"][i + 1 :]}
+            continue
+        alternatives = (_alternative(e, e["loc"][i]) for _, e, i in members)
+        wanted = ", or ".join(a for a in dict.fromkeys(alternatives) if a)
+        n, e, _ = members[0]
+        replaced[n] = {**e, "loc": where, "type": "union", "msg": f"expected {wanted}",
+                       "ctx": None}  # fmt: skip
+    out = []
+    for n, e in enumerate(errors):
+        e = replaced.get(n, e)
+        if e is not None:
             out.append(e)
-        elif key not in done:
-            done.add(key)
-            wanted = ", or ".join(a for a in dict.fromkeys(map(_alternative, members)) if a)
-            out.append({**e, "loc": key, "type": "union", "msg": f"expected {wanted}",
-                        "ctx": None})  # fmt: skip
     return out
 
 
 def _problems_from(err: ValidationError, data: dict, src_file: str, positions: Positions):
     problems = []
-    for e in _merge_unions(err.errors(include_url=False)):
+    for e in _merge_unions(err.errors(include_url=False), data):
         path = _clean_loc(e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":

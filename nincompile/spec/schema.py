@@ -45,6 +45,7 @@ from pydantic import (
     Discriminator,
     Field,
     PlainValidator,
+    StrictBool,
     Tag,
     TypeAdapter,
     ValidationError,
@@ -737,7 +738,7 @@ class Data(_Model):
         "aspect ratio and pad, stretch, or resize and crop to the aspect ratio.",
     )
     augment: Augment | None = None
-    on_device: Literal["auto"] | bool = Field(
+    on_device: Literal["auto"] | StrictBool = Field(
         "auto",
         description="Keep the training images on the device for the whole run (JAX or "
         "PyTorch): true, false, or auto (on a GPU when they take at most half its free "

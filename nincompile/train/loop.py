@@ -14,6 +14,7 @@ issues #19179 and #19389).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import platform
 import shutil
@@ -221,6 +222,13 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
     for note in datasets.notes:
         reporter.note(note)
     x, y = datasets.train.images, datasets.train.labels
+    data_sha = _fingerprint(x, y)
+    if state is not None and state.get("data_sha256") not in (None, data_sha):
+        raise TrainError(
+            f"cannot resume '{run.path}': its training images differ from the ones it was "
+            f"trained on (data sha256 {state['data_sha256']}, now {data_sha}); resume "
+            "with the same --data and data.limit, or start a new run"
+        )
     xv = yv = None
     if datasets.val is not None:
         xv, yv = datasets.val.images, datasets.val.labels
@@ -383,11 +391,25 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         run.save_checkpoint(
             epoch + 1,
             _snapshot(wrapper, optimizer),
-            {"spec_sha256": sha256_text(source.text), "best": best, "train_seconds": spent},
+            {
+                "spec_sha256": sha256_text(source.text),
+                "data_sha256": data_sha,
+                "best": best,
+                "train_seconds": spent,
+            },  # fmt: skip
         )
     tb.close()
     metrics = run.read_json(runs.METRICS) or {}
     return TrainResult(run.path, history, metrics, start, datasets.notes, topo.chief)
+
+
+def _fingerprint(x: np.ndarray, y: np.ndarray) -> str:
+    """sha256 of the training images and labels (shapes, dtypes and bytes, in order)."""
+    h = hashlib.sha256()
+    for a in (x, y):
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
+    return h.hexdigest()
 
 
 def _better(row: dict, best: dict | None) -> bool:

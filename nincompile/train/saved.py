@@ -5,7 +5,8 @@ A model comes from one of three places:
 * a **spec** (``*.yaml``/``*.yml``): compiled and built with fresh, untrained weights,
   seeded with ``keras.utils.set_random_seed(spec.train.seed or 0)`` so two loads of
   one spec are identical;
-* a **saved model** (``*.keras``): loaded by :func:`load_keras_model`, with
+* a **saved model** (``*.keras``; with the ``spec.yaml`` beside it when there is one,
+  as for ``RUN/best.keras``): loaded by :func:`load_keras_model`, with
   ``keras.saving.load_model(path, safe_mode=True, compile=False)``.  Legacy ``.h5``
   files are refused (Keras's safe mode does not protect them), even renamed to
   ``.keras``, and so is any model holding a ``Lambda`` layer (arbitrary Python code);
@@ -163,13 +164,14 @@ def load_saved(path: str | os.PathLike) -> SavedModel:
         loaded = SavedModel(kind, path, model, spec.name, sha, spec, sha)
         loaded.notes.append(f"fresh untrained weights (seed {seed})")
         return loaded
-    if kind == "keras":
-        return SavedModel(kind, path, load_keras_model(path), path.stem, sha256_file(path))
-    model_path, spec_path = model_files(path)
+    model_path, spec_path = model_files(path)  # a .keras file: the spec.yaml beside it
     model = load_keras_model(model_path)
     spec = spec_sha = None
-    name = path.resolve().name
+    name = path.stem if kind == "keras" else path.resolve().name
+    notes = []
     if spec_path is not None:
         compiled = api.compile_spec(spec_path)
         spec, spec_sha, name = compiled.spec, compiled.source.sha256, compiled.spec.name
-    return SavedModel(kind, path, model, name, sha256_file(model_path), spec, spec_sha)
+        if kind == "keras":
+            notes.append(f"classes and normalisation from {spec_path}")
+    return SavedModel(kind, path, model, name, sha256_file(model_path), spec, spec_sha, notes)
