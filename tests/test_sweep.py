@@ -146,3 +146,21 @@ def test_compare_run_folders_with_one_seed(spec_file, tmp_path, monkeypatch):
     assert "one seed" in data["rows"][1]["differs_from_best"]
     missing = CliRunner().invoke(main, ["compare", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+def test_concurrent_members_share_accelerators_fairly():
+    from nincompile.sweep.runner import member_env
+
+    base = {"PATH": "/bin"}
+    # one GPU each: nothing else set
+    envs = [member_env(i, 2, ["0", "1"], base) for i in range(2)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1"]
+    assert all("XLA_PYTHON_CLIENT_MEM_FRACTION" not in e for e in envs)
+    # four members on one GPU: each JAX process may take a quarter of 90 %
+    envs = [member_env(i, 4, ["0"], base) for i in range(4)]
+    assert {e["CUDA_VISIBLE_DEVICES"] for e in envs} == {"0"}
+    assert {e["XLA_PYTHON_CLIENT_MEM_FRACTION"] for e in envs} == {"0.225"}
+    # the caller's own setting wins; no GPU, or one job: the environment as given
+    own = member_env(0, 4, ["0"], {**base, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in own
+    assert member_env(0, 4, [], base) == base and member_env(0, 1, ["0"], base) == base
