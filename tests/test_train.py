@@ -459,7 +459,7 @@ def test_device_batches_follow_the_epoch_order():
 
     x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
     y = np.arange(10, dtype=np.int32)
-    batches = feed.DeviceBatches(feed.to_device(x), feed.to_device(y), 4, 10)
+    batches = feed.DeviceBatches(feed.to_device(x), feed.to_device(y), 4)
     order = np.array([9, 3, 1, 0, 8, 2, 7, 6, 5, 4])
     batches.set_order(order)
     got = [np.asarray(batches[i][1]) for i in range(len(batches))]

@@ -76,6 +76,11 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
 
 
+def on_device_setting(data) -> bool | str:
+    """``data.on_device`` of a spec's ``data:`` section (None: the default, auto)."""
+    return data.on_device if data is not None else "auto"
+
+
 def check_setting(setting, *, distributed: bool) -> None:
     """Refuse ``data.on_device: true`` where it cannot be honoured (call it before
     anything is written)."""
@@ -136,12 +141,11 @@ class DeviceBatches(keras.utils.PyDataset):
     plus one batch.  Without an order the rows are visited as stored.  A last batch
     smaller than ``batch_size`` is kept, as ``model.fit`` does with arrays."""
 
-    def __init__(self, x, y, batch_size: int, rows: int):
+    def __init__(self, x, y, batch_size: int):
         super().__init__(workers=1, use_multiprocessing=False)
         self.x, self.y = x, y
         self.batch_size = int(batch_size)
-        self.rows = int(rows)
-        self.order = None
+        self.set_order(None)
 
     def set_order(self, order: np.ndarray | None) -> None:
         if order is None:

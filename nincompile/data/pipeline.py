@@ -179,21 +179,18 @@ def wrap(model, raw_shape, data, *, augment: bool = True):
     return keras.Model(inputs, outputs, name=f"{model.name}_pipeline")
 
 
-def seed_globals(seed: int, epoch: int) -> None:
-    """Seed the global generators (Python, NumPy, TensorFlow, PyTorch) from
-    ``(seed, epoch)``.  Keras's PyTorch dropout draws from PyTorch's global generator
-    when a layer has no explicit seed, and so does PyTorch's DataLoader when
-    ``fit`` starts an epoch; call this when the epoch begins (``on_epoch_begin``),
-    after what ``fit`` does only on its first call in a process, so a resumed run
-    draws what an uninterrupted one would."""
-    keras.utils.set_random_seed((seed * 1_000_003 + 7_919 * (epoch + 1)) % (2**31))
-
-
 def reseed(model, seed: int, epoch: int) -> None:
-    """Set every random seed state in ``model`` (augmentation, dropout) from
-    ``(seed, epoch)``, so an epoch's randomness does not depend on earlier epochs."""
+    """Set every random state an epoch draws from, from ``(seed, epoch)``, so an
+    epoch's randomness does not depend on earlier epochs: the seed state of every
+    layer in ``model`` (augmentation, dropout), and the global generators (Python,
+    NumPy, TensorFlow, PyTorch), since Keras's PyTorch dropout draws from PyTorch's
+    global generator when a layer has no explicit seed, and so does PyTorch's
+    DataLoader when ``fit`` starts an epoch.  Training calls it as each epoch begins
+    (``on_epoch_begin``), after what ``fit`` does only on its first call in a process,
+    so a resumed run draws what an uninterrupted one would."""
     import numpy as np
 
+    keras.utils.set_random_seed((seed * 1_000_003 + 7_919 * (epoch + 1)) % (2**31))
     for i, layer in enumerate(model._flatten_layers(include_self=True, recursive=True)):
         for j, gen in enumerate(getattr(layer, "_seed_generators", [])):
             state = np.array(

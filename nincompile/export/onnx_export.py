@@ -63,7 +63,7 @@ from pathlib import Path
 from .. import __version__
 from ..data import sources
 from ..errors import DataError, OptionError, OutputPathError, VerificationFailed
-from .convert import DEFAULT_OPSET, INPUT_NAME, check_opset, metadata, output_name, to_onnx
+from .convert import DEFAULT_OPSET, check_opset, metadata, to_onnx
 from .report import ExportReport
 from .source import Source, input_shape, load_source, require_tensorflow_backend
 from .verify import verify
@@ -179,19 +179,7 @@ def export_onnx(
             f"'{src.name}'" + ("" if src.spec is not None else " (no spec is known for it)")
         )
     shape = input_shape(src.model)
-    report = ExportReport(
-        name=src.name,
-        source=str(src.path),
-        source_kind=src.kind,
-        out=target,
-        opset=opset,
-        batch=batch,
-        input_name=INPUT_NAME,
-        output_name=output_name(src.model),
-        input_shape=shape,
-        preprocessing=include_preprocessing,
-        notes=list(src.notes),
-    )
+    report = ExportReport.of(src, target, opset, batch, include_preprocessing)
     images = read_data_images(image_paths, shape) if image_paths is not None else None
 
     proto = to_onnx(

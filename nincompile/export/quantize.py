@@ -45,7 +45,7 @@ from pathlib import Path
 
 from ..data.prepare import normalisation, normalise
 from ..errors import OptionError, VerificationFailed
-from .convert import DEFAULT_OPSET, INPUT_NAME, check_opset, metadata, output_name, to_onnx
+from .convert import DEFAULT_OPSET, INPUT_NAME, check_opset, metadata, to_onnx
 from .onnx_export import (
     check_batch,
     data_option_errors,
@@ -54,7 +54,7 @@ from .onnx_export import (
 )
 from .report import Check, ExportReport, fmt_size
 from .source import Source, input_shape, load_source, require_tensorflow_backend
-from .verify import run_batches, session, verify
+from .verify import chunks, run_batches, session, verify
 
 QUANTIZE_MODES = ("int8",)
 DEFAULT_CALIBRATION = 256
@@ -294,25 +294,12 @@ def split_folder(
 # ------------------------------------------------------------------ quantisation
 
 
-def _chunks(x, size: int, batch: int | None):
-    """Slices of ``x`` of ``size`` images (exactly ``batch``, edge-padded, when fixed)."""
-    import numpy as np
-
-    step = batch or size
-    for i in range(0, len(x), step):
-        part = x[i : i + step]
-        if batch and len(part) < batch:
-            pad = [(0, batch - len(part))] + [(0, 0)] * (part.ndim - 1)
-            part = np.pad(part, pad, mode="edge")
-        yield part
-
-
 def _calibration_reader(images, batch: int | None):
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self._it = iter(_chunks(images, 64, batch))
+            self._it = (part for part, _ in chunks(images, 64, batch))
 
         def get_next(self):
             part = next(self._it, None)
@@ -491,18 +478,12 @@ def quantize_onnx(
     split = split_folder(data, calibration, holdout, src.classes, n_out, seed)
 
     mean, std = normalisation(src.data, shape[2])
-    report = QuantizeReport(
-        name=src.name,
-        source=str(src.path),
-        source_kind=src.kind,
-        out=target,
-        opset=opset,
-        batch=batch,
-        input_name=INPUT_NAME,
-        output_name=output_name(src.model),
-        input_shape=shape,
-        preprocessing=True,
-        notes=list(src.notes),
+    report = QuantizeReport.of(
+        src,
+        target,
+        opset,
+        batch,
+        True,
         data=str(data),
         calibration_images=len(split.calibration),
         label_note=split.note,

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .convert import INPUT_NAME, output_name
+from .source import input_shape
+
 
 def fmt_size(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
@@ -42,6 +45,24 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)
     size_bytes: int = 0
     written: bool = False
+
+    @classmethod
+    def of(cls, src, out: Path, opset: int, batch: int | None, preprocessing: bool, **more):
+        """A report on exporting ``src`` (an export ``Source``) to ``out``."""
+        return cls(
+            name=src.name,
+            source=str(src.path),
+            source_kind=src.kind,
+            out=out,
+            opset=opset,
+            batch=batch,
+            input_name=INPUT_NAME,
+            output_name=output_name(src.model),
+            input_shape=input_shape(src.model),
+            preprocessing=preprocessing,
+            notes=list(src.notes),
+            **more,
+        )
 
     @property
     def ok(self) -> bool:

@@ -53,19 +53,29 @@ def compare(name: str, onnx_out, keras_out, batch: int | None = None) -> Check:
     return Check(name, passed, detail, batch, diff, agree, total, ties)
 
 
+def chunks(x, size: int, batch: int | None):
+    """``(part, real)``: ``x`` in parts of ``size`` images, or of exactly ``batch`` when
+    the model's batch is fixed (the last part edge-padded; ``real`` images are real)."""
+    import numpy as np
+
+    step = batch or size
+    for i in range(0, len(x), step):
+        part = x[i : i + step]
+        real = len(part)
+        if batch and real < batch:
+            pad = [(0, batch - real)] + [(0, 0)] * (part.ndim - 1)
+            part = np.pad(part, pad, mode="edge")
+        yield part, real
+
+
 def run_batches(sess, model, x_onnx, x_keras, batch: int | None):
     """ONNX and Keras outputs on the same images (chunks of ``batch`` when fixed)."""
     import numpy as np
 
     n = len(x_onnx)
-    step = batch or n
     onnx_parts, keras_parts = [], []
-    for i in range(0, n, step):
-        xo, xk = x_onnx[i : i + step], x_keras[i : i + step]
-        real = len(xo)
-        if real < step:  # pad the last chunk of a fixed-batch model
-            pad = [(0, step - real)] + [(0, 0)] * (xo.ndim - 1)
-            xo, xk = np.pad(xo, pad, mode="edge"), np.pad(xk, pad, mode="edge")
+    pairs = zip(chunks(x_onnx, n, batch), chunks(x_keras, n, batch), strict=True)
+    for (xo, real), (xk, _) in pairs:
         onnx_parts.append(sess.run(None, {INPUT_NAME: xo})[0][:real])
         keras_parts.append(np.asarray(model(xk, training=False))[:real])
     return np.concatenate(onnx_parts), np.concatenate(keras_parts)

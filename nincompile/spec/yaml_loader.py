@@ -248,6 +248,10 @@ def _scan(text: str, file: str, limits: Limits) -> None:
     level past ``limits.depth`` or alias past ``limits.aliases``.  libyaml's parser is
     used where PyYAML has it (20x faster); a syntax error it finds is left for the full
     parse to report, in the same words with or without libyaml."""
+
+    def refuse(event, message: str):
+        raise SpecError([SpecProblem(message, (), file, *_mark(event))])
+
     try:
         loader = _EventLoader(text)
     except UnicodeEncodeError:  # a lone surrogate: PyYAML's own reader locates it
@@ -259,38 +263,22 @@ def _scan(text: str, file: str, limits: Limits) -> None:
             if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
                 depth += 1
                 if depth > limits.depth:
-                    line, col = _mark(event)
-                    raise SpecError(
-                        [
-                            SpecProblem(
-                                f"lists and mappings are nested more than {limits.depth} "
-                                "levels deep here; expected a model spec. "
-                                + _raise_hint("NINCOMPILE_SPEC_MAX_DEPTH", limits.depth),
-                                (),
-                                file,
-                                line,
-                                col,
-                            )
-                        ]
+                    refuse(
+                        event,
+                        f"lists and mappings are nested more than {limits.depth} levels deep "
+                        "here; expected a model spec. "
+                        + _raise_hint("NINCOMPILE_SPEC_MAX_DEPTH", limits.depth),
                     )
             elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
                 depth -= 1
             elif isinstance(event, yaml.AliasEvent):
                 aliases += 1
                 if aliases > limits.aliases:
-                    line, col = _mark(event)
-                    raise SpecError(
-                        [
-                            SpecProblem(
-                                f"the document uses more than {limits.aliases:,} YAML aliases "
-                                "(*name); expected a model spec. "
-                                + _raise_hint("NINCOMPILE_SPEC_MAX_ALIASES", limits.aliases),
-                                (),
-                                file,
-                                line,
-                                col,
-                            )
-                        ]
+                    refuse(
+                        event,
+                        f"the document uses more than {limits.aliases:,} YAML aliases (*name); "
+                        "expected a model spec. "
+                        + _raise_hint("NINCOMPILE_SPEC_MAX_ALIASES", limits.aliases),
                     )
     except yaml.YAMLError:
         if _EventLoader is _Loader:

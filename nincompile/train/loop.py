@@ -14,7 +14,6 @@ issues #19179 and #19389).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import platform
 import shutil
@@ -30,7 +29,7 @@ from ..data import feed, pipeline
 from ..data.prepare import training_data
 from ..data.split import epoch_order
 from ..errors import TrainError
-from ..files import atomic_write, sha256_text
+from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_import import import_keras
 from . import distribute, recipe, report
 from . import run as runs
@@ -83,14 +82,14 @@ class _BatchHook(keras.callbacks.Callback):
 
 
 class _EpochSeed(keras.callbacks.Callback):
-    """Seeds the global generators as each epoch begins (see ``pipeline.seed_globals``)."""
+    """Sets every random state as each epoch begins (see ``pipeline.reseed``)."""
 
     def __init__(self, seed: int):
         super().__init__()
         self.seed = seed
 
     def on_epoch_begin(self, epoch, logs=None):
-        pipeline.seed_globals(self.seed, epoch)
+        pipeline.reseed(self.model, self.seed, epoch)
 
 
 def _variables(model, optimizer) -> list:
@@ -206,8 +205,7 @@ def train(
         raise TrainError("training in several processes needs --out: one run folder that "
                          "every process can reach")  # fmt: skip
     distribute.check_batch(train_cfg.batch_size, topo)
-    on_device = spec.data.on_device if spec.data is not None else "auto"
-    feed.check_setting(on_device, distributed=topo.distributed)
+    feed.check_setting(feed.on_device_setting(spec.data), distributed=topo.distributed)
     run, state = _resolve_run(source, out, resume, create=topo.chief)
     with run.lock() if topo.chief else contextlib.nullcontext():
         return _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir,
@@ -222,7 +220,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
     for note in datasets.notes:
         reporter.note(note)
     x, y = datasets.train.images, datasets.train.labels
-    data_sha = _fingerprint(x, y)
+    data_sha = sha256_arrays(x, y)
     if state is not None and state.get("data_sha256") not in (None, data_sha):
         raise TrainError(
             f"cannot resume '{run.path}': its training images differ from the ones it was "
@@ -303,7 +301,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
     if xv is not None and topo.distributed:
         val_rows = distribute.local_rows(np.arange(len(yv)), bs, topo)
     place = feed.placement(
-        spec.data.on_device if spec.data is not None else "auto",  # checked in train()
+        feed.on_device_setting(spec.data),
         (x, y, xv, yv),
         distributed=topo.distributed,
         device_kind=device["kind"],
@@ -313,12 +311,11 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         + place.reason
     )
     train_batches = val_batches = None
+    val_bs = max(bs, 256)  # one device pass: no gradients, so larger batches
     if place.on_device:
-        train_batches = feed.DeviceBatches(feed.to_device(x), feed.to_device(y), local_bs, len(y))
+        train_batches = feed.DeviceBatches(feed.to_device(x), feed.to_device(y), local_bs)
         if xv is not None:
-            val_batches = feed.DeviceBatches(
-                feed.to_device(xv), feed.to_device(yv), max(bs, 256), len(yv)
-            )
+            val_batches = feed.DeviceBatches(feed.to_device(xv), feed.to_device(yv), val_bs)
     # NaN is checked once per epoch (a per-batch check would read every batch's loss
     # back from the device); the NaN epoch is never committed.
     hooks = [_EpochSeed(train_cfg.seed)]
@@ -328,7 +325,6 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
     for epoch in range(start, train_cfg.epochs):
         if stop_after is not None and epochs_here >= stop_after:
             break
-        pipeline.reseed(wrapper, train_cfg.seed, epoch)
         order = distribute.local_rows(epoch_order(len(y), train_cfg.seed, epoch), bs, topo)
         lr = float(keras.ops.convert_to_numpy(schedule(epoch * steps)))
         reporter.epoch_begin(epoch, train_cfg.epochs, steps, bs)
@@ -364,8 +360,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
             if val_batches is not None:
                 ev = wrapper.evaluate(val_batches, verbose=0, return_dict=True)
             elif val_rows is None:
-                ev = wrapper.evaluate(xv, yv, batch_size=max(bs, 256), verbose=0,
-                                      return_dict=True)  # fmt: skip
+                ev = wrapper.evaluate(xv, yv, batch_size=val_bs, verbose=0, return_dict=True)
             else:
                 ev = wrapper.evaluate(xv[val_rows], yv[val_rows], batch_size=local_bs,
                                       verbose=0, return_dict=True)  # fmt: skip
@@ -401,15 +396,6 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
     tb.close()
     metrics = run.read_json(runs.METRICS) or {}
     return TrainResult(run.path, history, metrics, start, datasets.notes, topo.chief)
-
-
-def _fingerprint(x: np.ndarray, y: np.ndarray) -> str:
-    """sha256 of the training images and labels (shapes, dtypes and bytes, in order)."""
-    h = hashlib.sha256()
-    for a in (x, y):
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(np.ascontiguousarray(a)).cast("B"))
-    return h.hexdigest()
 
 
 def _better(row: dict, best: dict | None) -> bool:
