@@ -22,14 +22,35 @@ def _keras():
 
 
 def keras_object(path: str) -> Any:
-    """The Keras object at a dotted path: ``keras.layers.Conv2D``."""
+    """The Keras object at a dotted path: ``keras.layers.Conv2D``, or one of our own
+    layers, ``nincompile.keras_layers.LayerScale``."""
     head, *names = path.split(".")
-    if head != "keras":
+    if head == "nincompile" and names[:1] == ["keras_layers"]:
+        from . import keras_layers
+
+        obj, names = keras_layers, names[1:]
+    elif head == "keras":
+        obj = _keras()
+    else:
         raise ValueError(f"not a Keras path: {path!r}")
-    obj = _keras()
     for name in names:
         obj = getattr(obj, name)
     return obj
+
+
+def keras_initializer(value: Any) -> Any:
+    """An initializer for Keras: a name as it is; ``(name, arguments)`` as the Keras
+    initializer object (``("variance_scaling", (("scale", 2.0),))`` ->
+    ``keras.initializers.VarianceScaling(scale=2.0)``)."""
+    if isinstance(value, str):
+        return value
+    name, args = value
+    return _keras().initializers.get({"class_name": camel_case(name), "config": dict(args)})
+
+
+def camel_case(name: str) -> str:
+    """``variance_scaling`` -> ``VarianceScaling`` (Keras's class names)."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
 def build_layer(spec: LayerKind, node: Node) -> Any:
@@ -38,7 +59,9 @@ def build_layer(spec: LayerKind, node: Node) -> Any:
     kwargs = {}
     for arg in spec.args:
         value = arg.of(node)
-        if arg.wrap is not None:
+        if arg.initializer:
+            value = keras_initializer(value)
+        elif arg.wrap is not None:
             value = keras_object(arg.wrap)(value) if value else None
         kwargs[arg.keras] = value
     return keras_object(spec.keras_path(node))(**kwargs, name=node.name)

@@ -7,6 +7,7 @@ node class without the rest fails ``test_every_kind_is_complete``."""
 
 import dataclasses
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,21 @@ KIND_SPECS = {
     "dropout": ([8, 8, 3], ["{dropout: 0.3}"]),
     "concat": ([8, 8, 3], ["{block: two, with: {}}"]),
     "add": ([8, 8, 3], ["{block: res, with: {}}"]),
+    "multiply": ([8, 8, 6], ["{block: se, with: {}}"]),
+    "depthwise_conv2d": (
+        [9, 9, 3],
+        ["{depthwise: 3, depth_multiplier: 2, strides: 2, padding: same, dilation: 1}"],
+    ),
+    "separable_conv2d": ([9, 9, 4], ["{separable: [6, 3], depth_multiplier: 2, bias: false}"]),
+    "conv2d_transpose": ([5, 5, 4], ["{conv_transpose: [3, 3], strides: 2}"]),
+    "zero_pad": ([7, 7, 3], ["{pad: [[0, 1], [2, 3]]}"]),
+    "layer_norm": ([4, 4, 6], ["{layer_norm: {epsilon: 1.0e-6}}"]),
+    "layer_scale": ([4, 4, 6], ["{layer_scale: 1.0e-6}"]),
+    "drop_path": ([4, 4, 6], ["{drop_path: 0.2}"]),
+    "reshape": ([4, 4, 6], ["gap", "{reshape: [1, 1, -1]}"]),
+    "upsample": ([4, 5, 2], ["{upsample: [2, 3], interpolation: bilinear}"]),
+    "rescaling": ([4, 4, 3], ["{rescale: 0.0078431, offset: -1}"]),
+    "normalization": ([4, 4, 3], ["{normalize: {}}"]),
 }
 BLOCKS = """
 blocks:
@@ -36,6 +52,9 @@ blocks:
   res:
     branches: [[{conv: [3, 3], padding: same}], []]
     merge: add
+  se:
+    branches: [[], [{global_pool: avg, keepdims: true}, {conv: [6, 1], activation: sigmoid}]]
+    merge: multiply
 """
 
 
@@ -61,6 +80,67 @@ def test_every_kind_is_complete():
         assert {a.field for a in spec.args if a.field is not None} <= fields, kind
         if not isinstance(spec.keras, str):
             assert "mode" in fields, kind  # the Keras class is chosen by the node's mode
+
+
+def test_every_item_kind_is_complete():
+    """Each entry of the item registry has a schema class, a lowering handler, a line
+    for the README's table, and a test case here (ITEM_SPECS); the tables derived from
+    the registry hold every kind."""
+    from nincompile.ir.lower import Lowerer
+    from nincompile.spec import schema
+
+    lowerer = Lowerer(parse_spec("name: t\ninput: [4, 4, 1]\nstages: [flatten]\n"))
+    assert set(lowerer.item_handlers) == {k.model for k in schema.ITEMS.values()}
+    assert set(schema.ITEM_KINDS) == set(schema.ITEMS)
+    assert schema.STAGE_TAGS >= set(schema.ITEMS)
+    assert set(ITEM_SPECS) == set(schema.ITEMS), "item kind test case missing"
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for key, kind in schema.ITEMS.items():
+        assert callable(getattr(lowerer, kind.lower)), key
+        assert kind.about in readme, f"README's item table misses '{key}'"
+        item = parse_spec(
+            f"name: t\ninput: [8, 8, 4]\nstages: [{ITEM_SPECS[key]}]\n{BLOCKS}"
+        ).spec.stages[-1]
+        assert schema.stage_kind(item) == key
+
+
+#: item key -> one item of that kind (on an 8x8x4 input)
+ITEM_SPECS = {
+    "block": "{block: two, with: {}}",
+    "repeat": "{repeat: 2, stages: [bn]}",
+    "conv": "{conv: [4, 3], groups: 2}",
+    "depthwise": "{depthwise: 3}",
+    "separable": "{separable: [4, 3]}",
+    "conv_transpose": "{conv_transpose: [4, 3]}",
+    "dense": "{dense: 4, pointwise: true}",
+    "pool": "{pool: {max: 2}}",
+    "global_pool": "{global_pool: max, keepdims: true}",
+    "pad": "{pad: 1}",
+    "bn": "{bn: {epsilon: 1.001e-5, scale: false}}",
+    "layer_norm": "{layer_norm: {}}",
+    "layer_scale": "{layer_scale: 0.1}",
+    "drop_path": "{drop_path: 0.1}",
+    "dropout": "{dropout: 0.1}",
+    "activation": "{activation: hard_swish}",
+    "reshape": "{reshape: [-1]}",
+    "upsample": "{upsample: 2}",
+    "rescale": "{rescale: 2.0}",
+    "normalize": "{normalize: {mean: [1, 2, 3, 4], variance: [1, 1, 2, 2]}}",
+    "layer": "ln",
+}
+
+
+@pytest.mark.parametrize("key", sorted(ITEM_SPECS))
+def test_item_kind_counts_equal_keras(key):
+    """Every item kind, compiled: Keras's shapes and counts equal ours."""
+    text = f"name: t_{key}\ninput: [8, 8, 4]\nstages: [{ITEM_SPECS[key]}]\n{BLOCKS}"
+    graph = lower(parse_spec(text))
+    model = build_model(graph)
+    for layer in model.layers:
+        assert tuple(layer.output.shape[1:]) == graph.shapes[layer.name], layer.name
+    p = graph.params
+    assert count_params(model)["total"] == p.total
+    assert count_params(model)["trainable"] == p.trainable
 
 
 def _keras_paths(spec):

@@ -126,7 +126,7 @@ def test_repeat_count_is_bounded():
     (problem,) = errors_of(
         "name: x\ninput: [8, 8, 3]\nstages: [{repeat: 100000000, stages: [flatten]}]\n"
     )
-    assert "stages[0].repeat: expected a count from 1 to 1000" in problem
+    assert "stages[0].repeat: expected a count from 0 to 1000" in problem
 
 
 def test_layer_count_is_bounded():

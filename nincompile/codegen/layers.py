@@ -35,11 +35,28 @@ class Values(Protocol):
     def wrapped(self, func: str, value: object) -> str | None: ...
 
 
+#: Where our own layers live; the generated module holds a copy of each it uses.
+OWN_LAYERS = "nincompile.keras_layers."
+
+
 def source_name(path: str) -> str:
     """A Keras path as the generated file writes it: ``keras.layers.Conv2D`` ->
-    ``layers.Conv2D`` (imported by name), ``keras.Input`` stays."""
+    ``layers.Conv2D`` (imported by name), ``keras.Input`` stays, one of our own layers
+    is its class name (defined in the generated module)."""
+    if path.startswith(OWN_LAYERS):
+        return path[len(OWN_LAYERS) :]
     parts = path.split(".")
     return ".".join(parts[1:]) if len(parts) > 2 and parts[1] in IMPORTED else path
+
+
+def initializer_source(value: object, v: Values) -> Expr:
+    """An initializer with arguments as Keras code:
+    ``keras.initializers.VarianceScaling(scale=2.0, mode="fan_out")``."""
+    if not isinstance(value, tuple) or v.is_symbolic(value):
+        return Atom(v.expr(value))
+    name, args = value
+    cls = "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+    return Call(Atom(f"keras.initializers.{cls}"), tuple(Kw(k, Atom(v.expr(a))) for k, a in args))
 
 
 def _is_default(v: Values, value: object, default: object) -> bool:
@@ -52,7 +69,11 @@ def keras_call(spec: LayerKind, node: n.Node, v: Values) -> Call:
     args: list[Expr] = []
     for arg in spec.args:
         value = arg.of(node)
-        if arg.wrap is not None:
+        if arg.initializer and not _is_default(v, value, arg.default):
+            args.append(Kw(arg.keras, initializer_source(value, v)))
+        elif arg.initializer:
+            continue
+        elif arg.wrap is not None:
             text = v.wrapped(source_name(arg.wrap), value)
             if text is not None:
                 args.append(Kw(arg.keras, Atom(text)))
@@ -90,15 +111,28 @@ def _size(value: object) -> str:
 
 def describe(node: n.Node) -> str:
     """A few words for a comment: ``conv 96x1``, ``BN``, ``max pool 3/2``."""
-    if isinstance(node, n.Conv2D):
+    if isinstance(node, n.Conv2D | n.DepthwiseConv2D | n.SeparableConv2D | n.Conv2DTranspose):
         kernel = _size(node.kernel)
         kernel = f"({kernel})" if "x" in kernel else kernel
-        text = f"conv {node.filters}x{kernel}"
+        word = {
+            "conv2d": "conv",
+            "depthwise_conv2d": "depthwise conv",
+            "separable_conv2d": "separable conv",
+            "conv2d_transpose": "transposed conv",
+        }
+        filters = getattr(node, "filters", None)
+        text = f"{word[node.kind]} {filters}x{kernel}" if filters else f"{word[node.kind]} {kernel}"
+        if getattr(node, "groups", 1) != 1:
+            text += f" in {node.groups} groups"
         return text if node.strides in (1, (1, 1)) else f"{text}/{_size(node.strides)}"
     if isinstance(node, n.Dense):
         return f"dense {node.units}"
     if isinstance(node, n.BatchNorm):
         return "BN"
+    if isinstance(node, n.LayerNorm):
+        return "layer norm"
+    if isinstance(node, n.ZeroPad):
+        return f"zero padding {[list(p) for p in node.padding]}"
     if isinstance(node, n.Activation):
         return _ACTIVATION_WORDS.get(node.function, node.function)
     if isinstance(node, n.Pool2D):

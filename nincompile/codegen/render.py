@@ -20,12 +20,12 @@ from functools import cache
 
 import jinja2
 
-from ..ir import Graph
+from ..ir import LAYER_KINDS, Graph
 from ..ir import nodes as n
 from ..ir.lower import NO_ACTIVATION, Lowerer
 from ..spec import schema as s
 from ..spec.load import SpecSource
-from .layers import HANDLERS, IMPORTED, describe
+from .layers import HANDLERS, IMPORTED, OWN_LAYERS, describe
 from .pysrc import (
     INDENT,
     LINE_LENGTH,
@@ -497,6 +497,15 @@ class _Module:
             f"{INDENT}return model",
         ]
 
+    def _own_layers(self) -> list[str]:
+        """The source of each of our own layer classes the model uses (copied from
+        ``nincompile.keras_layers``, so the generated module needs nothing else)."""
+        paths = sorted({
+            LAYER_KINDS[node.kind].keras_path(node) for node in self.graph.nodes
+            if LAYER_KINDS[node.kind].keras_path(node).startswith(OWN_LAYERS)
+        })  # fmt: skip
+        return [_class_source(path[len(OWN_LAYERS) :]) for path in paths]
+
     # ----------------------------------------------------------------- text
     def render(self) -> str:
         helpers = [self._helper(b) for b in self.functions]
@@ -513,11 +522,29 @@ class _Module:
             "trainable": _fmt(counts.trainable),
             "non_trainable": _fmt(counts.non_trainable),
             "keras_imports": sorted(self.uses & set(IMPORTED)),
+            "own_layers": self._own_layers(),
             "helpers": helpers,
             "build_body": build,
             "compile_body": compile_body,
         }
         return environment().get_template("module.py.j2").render(context)
+
+
+def _class_source(name: str) -> str:
+    """The text of class ``name`` of ``nincompile/keras_layers.py``, read as a file
+    (no import: keras_layers imports Keras), without its registration decorator."""
+    import ast
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "keras_layers.py"
+    text = path.read_text(encoding="utf-8")
+    (cls,) = [
+        node
+        for node in ast.parse(text).body
+        if isinstance(node, ast.ClassDef) and node.name == name
+    ]
+    lines = text.splitlines()[cls.lineno - 1 : cls.end_lineno]
+    return "\n".join(lines)
 
 
 def render_source(src: SpecSource, label: str | None = None, sha256: str | None = None) -> str:

@@ -118,11 +118,11 @@ class _Tracer(Lowerer):
         self.calls: set[str] = set()
 
     def trace(self) -> Trace:
-        required = self.block.required_params()
-        env: dict[str, Any] = {}
-        for k, default in self.block.params.items():
+        env: dict[str, Any] = {**self.globals}
+        types = self.block.param_types()
+        for k in self.block.params:
             # A parameter whose default is null only ever holds null (type check).
-            env[k] = None if k not in required and default is None else Sym(k)
+            env[k] = None if types[k] == "none" else Sym(k)
         frame = Frame(env, (), ())
         try:
             out = self.block_body(self.block, "x", NAME, frame, ("blocks", self.block_name))
@@ -189,14 +189,25 @@ class _Tracer(Lowerer):
         self.stmts.append(If(on, body))
         return self.target
 
+    def resolve(self, value, frame, path):
+        """An expression of a parameter cannot be written in a helper (yet): inline."""
+        if isinstance(value, s.Expression) and any(
+            isinstance(frame.env.get(name), Sym) for name in value.expr.names
+        ):
+            raise Unsupported(f"it computes '{value}' from a parameter")
+        return super().resolve(value, frame, path)
+
     def repeat_count(self, count):
         if not isinstance(count, int):
             raise Unsupported(f"its repeat count is the parameter ${count.name}")
         return super().repeat_count(count)
 
+    def fits(self, value, type_name):
+        return isinstance(value, s.Var) or super().fits(value, type_name)
+
     def per_repeat(self, value, r, count, path, frame):
         if isinstance(value, dict) and any(isinstance(v, s.Var) for v in value.values()):
-            if not ({"each"} == set(value) or {"first", "rest"} == set(value)):
+            if set(value) not in ({"each"}, {"first", "rest"}, {"last", "rest"}):
                 raise Unsupported("a per-repeat value computed from a parameter")
         return super().per_repeat(value, r, count, path, frame)
 

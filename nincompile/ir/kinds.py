@@ -50,6 +50,7 @@ class Arg:
     positional: bool = False
     value: Any = None
     wrap: str | None = None
+    initializer: bool = False  # a name, or (name, arguments): see nodes.Initializer
 
     def of(self, node: Node) -> Any:
         """The argument's value for ``node`` (before ``wrap``)."""
@@ -60,7 +61,8 @@ class Arg:
 class LayerKind:
     """How Keras makes the layer of one node kind.
 
-    ``keras`` is the dotted path of the Keras callable (``keras.layers.Conv2D``), or,
+    ``keras`` is the dotted path of the Keras callable (``keras.layers.Conv2D``; a
+    layer Keras lacks is ours, in ``nincompile.keras_layers``), or,
     for a kind with a ``mode`` field, a mapping from the mode to that path.  Every
     layer also gets ``name=node.name``.
     """
@@ -80,11 +82,24 @@ class LayerKind:
         return arg.default
 
 
-_BIAS_AND_KERNEL = (
-    Arg("use_bias", "bias", default=True),
-    Arg("kernel_initializer", "initializer", default="glorot_uniform"),
-    Arg("kernel_regularizer", "weight_decay", default=None, wrap="keras.regularizers.L2"),
-)
+def _bias_and_kernel(kernel: str = "kernel") -> tuple[Arg, ...]:
+    """A weight layer's bias, kernel initializer and L2 weight decay (``kernel``: the
+    Keras name of its kernel, ``depthwise`` for DepthwiseConv2D)."""
+    return (
+        Arg("use_bias", "bias", default=True),
+        Arg(f"{kernel}_initializer", "initializer", default="glorot_uniform", initializer=True),
+        Arg(f"{kernel}_regularizer", "weight_decay", default=None, wrap="keras.regularizers.L2"),
+    )  # fmt: skip
+
+
+def _window(kernel: str = "kernel") -> tuple[Arg, ...]:
+    """Strides, padding, dilation, then bias and kernel (every convolution)."""
+    return (
+        Arg("strides", "strides", default=1),
+        Arg("padding", "padding", default="valid"),
+        Arg("dilation_rate", "dilation", default=1),
+        *_bias_and_kernel(kernel),
+    )
 
 
 def _table(*kinds: LayerKind) -> dict[str, LayerKind]:
@@ -100,17 +115,88 @@ LAYER_KINDS: dict[str, LayerKind] = _table(
         (
             Arg("filters", "filters", positional=True),
             Arg("kernel_size", "kernel", positional=True),
-            Arg("strides", "strides", default=1),
-            Arg("padding", "padding", default="valid"),
-            *_BIAS_AND_KERNEL,
+            Arg("groups", "groups", default=1),
+            *_window(),
         ),
     ),
     LayerKind(
-        "dense", "keras.layers.Dense", (Arg("units", "units", positional=True), *_BIAS_AND_KERNEL)
+        "depthwise_conv2d",
+        "keras.layers.DepthwiseConv2D",
+        (
+            Arg("kernel_size", "kernel", positional=True),
+            Arg("depth_multiplier", "depth_multiplier", default=1),
+            *_window("depthwise"),
+        ),
     ),
-    LayerKind("batch_norm", "keras.layers.BatchNormalization"),
+    LayerKind(
+        "separable_conv2d",
+        "keras.layers.SeparableConv2D",
+        (
+            Arg("filters", "filters", positional=True),
+            Arg("kernel_size", "kernel", positional=True),
+            Arg("depth_multiplier", "depth_multiplier", default=1),
+            *_window("depthwise"),
+            Arg("pointwise_initializer", "initializer", default="glorot_uniform", initializer=True),
+            Arg(
+                "pointwise_regularizer", "weight_decay", default=None, wrap="keras.regularizers.L2"
+            ),
+        ),
+    ),
+    LayerKind(
+        "conv2d_transpose",
+        "keras.layers.Conv2DTranspose",
+        (
+            Arg("filters", "filters", positional=True),
+            Arg("kernel_size", "kernel", positional=True),
+            *_window(),
+        ),
+    ),
+    LayerKind(
+        "dense", "keras.layers.Dense", (Arg("units", "units", positional=True), *_bias_and_kernel())
+    ),
+    LayerKind(
+        "batch_norm",
+        "keras.layers.BatchNormalization",
+        (
+            Arg("momentum", "momentum", default=0.99),
+            Arg("epsilon", "epsilon", default=1e-3),
+            Arg("center", "center", default=True),
+            Arg("scale", "scale", default=True),
+        ),
+    ),
+    LayerKind(
+        "layer_norm", "keras.layers.LayerNormalization", (Arg("epsilon", "epsilon", default=1e-3),)
+    ),
+    LayerKind(
+        "layer_scale", "nincompile.keras_layers.LayerScale", (Arg("init", "init", positional=True),)
+    ),
+    LayerKind(
+        "drop_path",
+        "keras.layers.Dropout",
+        (Arg("rate", "rate", positional=True), Arg("noise_shape", "noise_shape", default=None)),
+    ),
     LayerKind(
         "activation", "keras.layers.Activation", (Arg("activation", "function", positional=True),)
+    ),
+    LayerKind("zero_pad", "keras.layers.ZeroPadding2D", (Arg("padding", "padding", default=1),)),
+    LayerKind(
+        "upsample",
+        "keras.layers.UpSampling2D",
+        (
+            Arg("size", "size", default=(2, 2)),
+            Arg("interpolation", "interpolation", default="nearest"),
+        ),
+    ),
+    LayerKind("reshape", "keras.layers.Reshape", (Arg("target_shape", "target", positional=True),)),
+    LayerKind(
+        "rescaling",
+        "keras.layers.Rescaling",
+        (Arg("scale", "scale", positional=True), Arg("offset", "offset", default=0.0)),
+    ),
+    LayerKind(
+        "normalization",
+        "keras.layers.Normalization",
+        (Arg("mean", "mean", default=None), Arg("variance", "variance", default=None)),
     ),
     LayerKind(
         "pool2d",
@@ -124,9 +210,11 @@ LAYER_KINDS: dict[str, LayerKind] = _table(
     LayerKind(
         "global_pool",
         {"avg": "keras.layers.GlobalAveragePooling2D", "max": "keras.layers.GlobalMaxPooling2D"},
+        (Arg("keepdims", "keepdims", default=False),),
     ),
     LayerKind("flatten", "keras.layers.Flatten"),
     LayerKind("dropout", "keras.layers.Dropout", (Arg("rate", "rate", positional=True),)),
     LayerKind("concat", "keras.layers.Concatenate", (Arg("axis", value=-1, default=-1),)),
     LayerKind("add", "keras.layers.Add"),
+    LayerKind("multiply", "keras.layers.Multiply"),
 )

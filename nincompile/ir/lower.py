@@ -30,6 +30,7 @@ from ..errors import (
     format_path,
 )
 from ..spec import schema as s
+from ..spec.expr import ExprError
 from ..spec.load import SpecSource
 from . import nodes as n
 from .graph import Graph
@@ -39,7 +40,9 @@ from .kinds import LAYER_KINDS
 NO_ACTIVATION = (None, "linear")
 MAX_LAYERS = 20_000
 MAX_BLOCK_DEPTH = 32
-_PROGRESSION_KEYS = ({"each"}, {"first", "rest"}, {"start", "mul"}, {"start", "add"})
+_PROGRESSION_KEYS = (
+    {"each"}, {"first", "rest"}, {"last", "rest"}, {"start", "mul"}, {"start", "add"}
+)  # fmt: skip
 
 #: An item's handler: (item, input tensor, name prefix, frame, path) -> output tensor.
 ItemHandler = Callable[[Any, str, str, "Frame", Path], str]
@@ -78,17 +81,13 @@ class Lowerer:
         self.spec = src.spec
         self.graph = Graph(self.spec.name)
         self.problems: list[SpecProblem] = []
-        #: schema item class -> its handler (bound, so a subclass's overrides apply)
+        #: schema item class -> its handler (bound, so a subclass's overrides apply),
+        #: from the item registry
         self.item_handlers: dict[type[BaseModel], ItemHandler] = {
-            s.ConvStage: self.conv_stage,
-            s.DenseStage: self.dense_stage,
-            s.PoolStage: self.pool_stage,
-            s.DropoutStage: self.dropout_stage,
-            s.ActivationStage: self.activation_stage,
-            s.LayerStage: self.layer_stage,
-            s.RepeatStage: self.repeat_stage,
-            s.BlockCall: self.block_call,
+            kind.model: getattr(self, kind.lower) for kind in s.ITEMS.values()
         }
+        #: the spec's own variables (``params:``), seen by every item and block body
+        self.globals: dict[str, Any] = dict(self.spec.params)
 
     # ----------------------------------------------------------------- errors
     def fail(
@@ -106,7 +105,14 @@ class Lowerer:
 
     # -------------------------------------------------------------- variables
     def resolve(self, value: Any, frame: Frame, path: Path) -> Any:
-        """Replace every Var in ``value`` (recursively) by its value in scope."""
+        """Replace every Var in ``value`` (recursively) by its value in scope, and
+        compute every expression."""
+        if isinstance(value, s.Expression):
+            try:
+                return value.expr.evaluate(frame.env)
+            except ExprError as err:
+                where = f" (column {err.column} of '{value}')" if err.column else f" in '{value}'"
+                raise self.fail(f"{err}{where}", path, frame) from None
         if isinstance(value, s.Var):
             if value.name not in frame.env:
                 known = ", ".join(f"${k}" for k in sorted(frame.env)) or "none"
@@ -198,33 +204,67 @@ class Lowerer:
         return make(x) if on else x
 
     # ----------------------------------------------------------------- stages
-    def conv_stage(self, st: s.ConvStage, x, prefix, frame, path) -> str:
+    _CONV_OPTIONS = ("strides", "padding", "bias", "initializer", "weight_decay",
+                     "batch_norm", "activation", "order")  # fmt: skip
+
+    def _conv_options(self, st: s._ConvLike, frame: Frame, path: Path) -> dict[str, Any]:
+        """A convolution stage's options: its own, else the spec's ``defaults``."""
         d = self.spec.defaults
         get = lambda f: getattr(st, f) if f in st.model_fields_set else getattr(d, f)  # noqa: E731
-        defaults = self.resolve(
-            {f: get(f) for f in ("strides", "padding", "bias", "initializer", "weight_decay",
-                                 "batch_norm", "activation", "order")},
-            frame, path,
-        )  # fmt: skip
+        opts = self.resolve({f: get(f) for f in self._CONV_OPTIONS}, frame, path)
         for f in ("strides", "padding", "bias", "initializer"):  # a variable holding null
-            if defaults[f] is None:  # means unset, as if the key were not written
-                defaults[f] = self.resolve(getattr(d, f), frame, path)
-        x = self.emit(
-            n.Conv2D(
-                name=f"{prefix}_conv",
-                inputs=(x,),
-                source=(*path, "conv"),
-                filters=st.conv.filters,
-                kernel=st.conv.kernel,
-                strides=defaults["strides"],
-                padding=defaults["padding"],
-                bias=defaults["bias"],
-                initializer=defaults["initializer"],
-                weight_decay=defaults["weight_decay"],
-            ),
-            frame,
-        )
-        return self._tail(st, defaults, x, prefix, frame, path)
+            if opts[f] is None:  # means unset, as if the key were not written
+                opts[f] = self.resolve(getattr(d, f), frame, path)
+        opts["dilation"] = 1 if st.dilation is None else st.dilation
+        return opts
+
+    def _conv_like(self, st: s._ConvLike, make, role: str, x, prefix, frame, path) -> str:
+        """A convolution stage: its zero padding (``pad``), the convolution that
+        ``make(common fields)`` returns, then B, A, P, D in order."""
+        opts = self._conv_options(st, frame, path)
+        if st.pad is not None:
+            x = self.emit(self._zero_pad(st.pad, x, f"{prefix}_pad", (*path, "pad")), frame)
+        common = {
+            "name": f"{prefix}_{role}",
+            "inputs": (x,),
+            "source": (*path, s.stage_kind(st)),
+            **{f: opts[f] for f in ("strides", "padding", "bias", "initializer",
+                                    "weight_decay", "dilation")},
+        }  # fmt: skip
+        x = self.emit(make(common), frame)
+        return self._tail(st, opts, x, prefix, frame, path)
+
+    def conv_stage(self, st: s.ConvStage, x, prefix, frame, path) -> str:
+        def make(common):
+            groups = 1 if st.groups is None else st.groups
+            c = st.conv
+            return n.Conv2D(filters=c.filters, kernel=c.kernel, groups=groups, **common)
+
+        return self._conv_like(st, make, "conv", x, prefix, frame, path)
+
+    def depthwise_stage(self, st: s.DepthwiseStage, x, prefix, frame, path) -> str:
+        def make(common):
+            mult = 1 if st.depth_multiplier is None else st.depth_multiplier
+            return n.DepthwiseConv2D(kernel=st.depthwise, depth_multiplier=mult, **common)
+
+        return self._conv_like(st, make, "dwconv", x, prefix, frame, path)
+
+    def separable_stage(self, st: s.SeparableStage, x, prefix, frame, path) -> str:
+        def make(common):
+            mult = 1 if st.depth_multiplier is None else st.depth_multiplier
+            c = st.separable
+            return n.SeparableConv2D(
+                filters=c.filters, kernel=c.kernel, depth_multiplier=mult, **common
+            )
+
+        return self._conv_like(st, make, "sepconv", x, prefix, frame, path)
+
+    def conv_transpose_stage(self, st: s.ConvTransposeStage, x, prefix, frame, path) -> str:
+        def make(common):
+            c = st.conv_transpose
+            return n.Conv2DTranspose(filters=c.filters, kernel=c.kernel, **common)
+
+        return self._conv_like(st, make, "deconv", x, prefix, frame, path)
 
     def dense_stage(self, st: s.DenseStage, x, prefix, frame, path) -> str:
         x = self.emit(
@@ -236,11 +276,30 @@ class Lowerer:
                 bias=st.bias,
                 initializer=st.initializer,
                 weight_decay=st.weight_decay,
+                pointwise=st.pointwise,
             ),
             frame,
         )
         opts = {"batch_norm": st.batch_norm, "activation": st.activation, "order": st.order}
         return self._tail(st, opts, x, prefix, frame, path)
+
+    # ------------------------------------------------------------ batch norm
+    def bn_options(self, given: Any, frame: Frame, path: Path) -> dict[str, Any]:
+        """Batch norm options: Keras's defaults <- ``defaults.batch_norm``'s mapping
+        <- ``given`` (a stage's ``batch_norm`` mapping, or a ``bn`` item's)."""
+        table = LAYER_KINDS[n.BatchNorm.kind]
+        opts = {f: table.default(f) for f in ("epsilon", "momentum", "center", "scale")}
+        for layer in (self.spec.defaults.batch_norm, given):
+            if isinstance(layer, s.BatchNormOptions):
+                for f in layer.model_fields_set:
+                    value = self.resolve(getattr(layer, f), frame, path)
+                    if value is not None:
+                        opts[f] = value
+        return opts
+
+    def _batch_norm(self, name: str, x: str, given: Any, frame: Frame, path: Path) -> n.BatchNorm:
+        opts = self.bn_options(given, frame, path)
+        return n.BatchNorm(name=name, inputs=(x,), source=path, **opts)
 
     def _tail(self, st, opts: dict, x: str, prefix: str, frame: Frame, path: Path) -> str:
         """The B, A, P, D parts of a stage, in the stage's order."""
@@ -262,17 +321,17 @@ class Lowerer:
             )
 
         def make(letter: str, x: str) -> str:
-            return self.emit(self._part(letter, st, opts, x, prefix, path), frame)
+            return self.emit(self._part(letter, st, opts, x, prefix, frame, path), frame)
 
         for letter in order:
             if present[letter] is not False:
                 x = self.guard(present[letter], partial(make, letter), x)
         return x
 
-    def _part(self, letter: str, st, opts: dict, x: str, prefix: str, path: Path) -> n.Node:
+    def _part(self, letter: str, st, opts: dict, x: str, prefix: str, frame, path) -> n.Node:
         """The layer for one letter of a stage's order."""
         if letter == "b":
-            return n.BatchNorm(name=f"{prefix}_bn", inputs=(x,), source=path)
+            return self._batch_norm(f"{prefix}_bn", x, opts["batch_norm"], frame, path)
         if letter == "a":
             act = opts["activation"]
             return n.Activation(name=f"{prefix}_{act}", inputs=(x,), source=path, function=act)
@@ -296,6 +355,47 @@ class Lowerer:
     def pool_stage(self, st: s.PoolStage, x, prefix, frame, path) -> str:
         return self.emit(self._pool(st.pool, x, prefix, (*path, "pool")), frame)
 
+    def global_pool_stage(self, st: s.GlobalPoolStage, x, prefix, frame, path) -> str:
+        name = f"{prefix}_g{st.global_pool[0]}p"  # _gap, _gmp
+        node = n.GlobalPool(
+            name=name, inputs=(x,), source=path, mode=st.global_pool, keepdims=st.keepdims
+        )
+        return self.emit(node, frame)
+
+    def _zero_pad(self, pad: Any, x: str, name: str, path: Path) -> n.ZeroPad:
+        if isinstance(pad, int):
+            pad = ((pad, pad), (pad, pad))
+        elif isinstance(pad[0], int):
+            pad = ((pad[0], pad[0]), (pad[1], pad[1]))
+        return n.ZeroPad(name=name, inputs=(x,), source=path, padding=tuple(map(tuple, pad)))
+
+    def pad_stage(self, st: s.PadStage, x, prefix, frame, path) -> str:
+        return self.emit(self._zero_pad(st.pad, x, f"{prefix}_pad", path), frame)
+
+    def bn_stage(self, st: s.BatchNormStage, x, prefix, frame, path) -> str:
+        return self.emit(self._batch_norm(f"{prefix}_bn", x, st.bn, frame, path), frame)
+
+    def _layer_norm(self, name: str, x: str, epsilon: Any, path: Path) -> n.LayerNorm:
+        if epsilon is None:
+            epsilon = LAYER_KINDS[n.LayerNorm.kind].default("epsilon")
+        return n.LayerNorm(name=name, inputs=(x,), source=path, epsilon=epsilon)
+
+    def layer_norm_stage(self, st: s.LayerNormStage, x, prefix, frame, path) -> str:
+        node = self._layer_norm(f"{prefix}_ln", x, st.layer_norm.epsilon, path)
+        return self.emit(node, frame)
+
+    def layer_scale_stage(self, st: s.LayerScaleStage, x, prefix, frame, path) -> str:
+        node = n.LayerScale(name=f"{prefix}_scale", inputs=(x,), source=path, init=st.layer_scale)
+        return self.emit(node, frame)
+
+    def drop_path_stage(self, st: s.DropPathStage, x, prefix, frame, path) -> str:
+        rank = len(self.graph.shapes[x]) if x in self.graph.shapes else 3
+        node = n.DropPath(
+            name=f"{prefix}_drop_path", inputs=(x,), source=path, rate=st.drop_path,
+            noise_shape=(None,) + (1,) * rank,
+        )  # fmt: skip
+        return self.emit(node, frame)
+
     def dropout_stage(self, st: s.DropoutStage, x, prefix, frame, path) -> str:
         node = n.Dropout(name=f"{prefix}_dropout", inputs=(x,), source=path, rate=st.dropout)
         return self.emit(node, frame)
@@ -306,13 +406,42 @@ class Lowerer:
         )
         return self.emit(node, frame)
 
+    def reshape_stage(self, st: s.ReshapeStage, x, prefix, frame, path) -> str:
+        if list(st.reshape).count(-1) > 1:
+            raise self.fail(f"reshape has at most one -1; received {list(st.reshape)}", path, frame)
+        node = n.Reshape(name=f"{prefix}_reshape", inputs=(x,), source=path, target=st.reshape)
+        return self.emit(node, frame)
+
+    def upsample_stage(self, st: s.UpsampleStage, x, prefix, frame, path) -> str:
+        size = st.upsample if isinstance(st.upsample, tuple) else (st.upsample, st.upsample)
+        node = n.UpSample(
+            name=f"{prefix}_upsample", inputs=(x,), source=path, size=size,
+            interpolation=st.interpolation,
+        )  # fmt: skip
+        return self.emit(node, frame)
+
+    def rescale_stage(self, st: s.RescaleStage, x, prefix, frame, path) -> str:
+        node = n.Rescaling(
+            name=f"{prefix}_rescale", inputs=(x,), source=path, scale=st.rescale, offset=st.offset
+        )
+        return self.emit(node, frame)
+
+    def normalize_stage(self, st: s.NormalizeStage, x, prefix, frame, path) -> str:
+        opts = st.normalize
+        node = n.Normalization(
+            name=f"{prefix}_normalize", inputs=(x,), source=path, mean=opts.mean,
+            variance=opts.variance,
+        )  # fmt: skip
+        return self.emit(node, frame)
+
     def layer_stage(self, st: s.LayerStage, x, prefix, frame, path) -> str:
         name = f"{prefix}_{st.layer}"
         node = {
             "flatten": lambda: n.Flatten(name=name, inputs=(x,), source=path),
             "gap": lambda: n.GlobalPool(name=name, inputs=(x,), source=path, mode="avg"),
             "gmp": lambda: n.GlobalPool(name=name, inputs=(x,), source=path, mode="max"),
-            "bn": lambda: n.BatchNorm(name=name, inputs=(x,), source=path),
+            "bn": lambda: self._batch_norm(name, x, None, frame, path),
+            "ln": lambda: self._layer_norm(name, x, None, path),
         }[st.layer]()
         return self.emit(node, frame)
 
@@ -327,7 +456,8 @@ class Lowerer:
             if isinstance(value, dict):
                 raise self.fail(
                     "expected a value, or a per-repeat value written {each: [...]}, "
-                    "{first: a, rest: b}, {start: a, mul: m} or {start: a, add: d}; "
+                    "{first: a, rest: b}, {last: a, rest: b}, {start: a, mul: m} or "
+                    "{start: a, add: d}; "
                     f"received keys {sorted(value)}",
                     path,
                     frame,
@@ -345,6 +475,8 @@ class Lowerer:
             return each[r]
         if "first" in value:
             return value["first"] if r == 0 else value["rest"]
+        if "last" in value:
+            return value["last"] if r == count - 1 else value["rest"]
         start = value["start"]
         step = value["mul"] if "mul" in value else value["add"]
         for key, v in (("start", start), ("mul" if "mul" in value else "add", step)):
@@ -420,22 +552,28 @@ class Lowerer:
     ) -> str:
         """One call of ``block`` with the arguments ``given`` (every required one):
         type-checked, the block's body lowered in their scope."""
-        required = block.required_params()
+        types = block.param_types()
         args = {**block.default_params()}
         for k, value in given.items():
-            want = required.get(k) or type(block.params[k])
-            if not _is_type(value, want):
+            if not self.fits(value, types[k]):
                 raise self.fail(
-                    f"block '{call.block}' parameter '{k}' expects {want.__name__}; "
-                    f"received {value!r}",
+                    f"block '{call.block}' parameter '{k}' expects {s.PARAM_TYPES[types[k]]} "
+                    f"(type {types[k]}); received {value!r}",
                     (*path, "with", k),
                     frame,
                 )
             args[k] = value
         scope = n.Scope(call.block, prefix, tuple(sorted(args.items())))
-        # Block bodies see only their own parameters (lexical scope).
-        inner = Frame(args, frame.scope + (scope,), frame.callers + (format_path(path),))
+        # Block bodies see the spec's params and their own parameters (lexical scope).
+        inner = Frame(
+            {**self.globals, **args}, frame.scope + (scope,), frame.callers + (format_path(path),)
+        )
         return self.block_body(block, x, prefix, inner, ("blocks", call.block))
+
+    def fits(self, value: Any, type_name: str) -> bool:
+        """Whether a block argument is of its parameter's type (the tracer lets a
+        symbolic value through)."""
+        return s.value_fits(value, type_name)
 
     def branch(self, b: int, items, x: str, prefix: str, frame: Frame, path: Path) -> str:
         """Branch ``b`` (from 0) of a block: its items on the block's input ``x``."""
@@ -449,7 +587,7 @@ class Lowerer:
             for b, branch in enumerate(block.branches):
                 bpath = (*path, "branches", b)
                 outs.append(self.branch(b, branch, x, f"{prefix}_b{b + 1}", frame, bpath))
-            kind = n.Concat if block.merge == "concat" else n.Add
+            kind = {"concat": n.Concat, "add": n.Add, "multiply": n.Multiply}[block.merge]
             x = self.emit(
                 kind(name=f"{prefix}_{block.merge}", inputs=tuple(outs), source=(*path, "merge")),
                 frame,
@@ -461,7 +599,7 @@ class Lowerer:
     # ------------------------------------------------------------------- main
     def run(self) -> Graph:
         spec = self.spec
-        frame = Frame({}, (), ())
+        frame = Frame(dict(self.globals), (), ())
         x = self.emit(n.Input(name="input", source=("input",), shape=spec.input), frame)
         top = [("stages", k, item, "stage") for k, item in enumerate(spec.stages)]
         top += [("head", k, item, "head") for k, item in enumerate(spec.head)]
@@ -477,14 +615,6 @@ class Lowerer:
         if self.problems:
             raise SpecError(self.problems)
         return self.graph
-
-
-def _is_type(value: Any, want: type) -> bool:
-    if want is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if want is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, want)
 
 
 def lower(src: SpecSource) -> Graph:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -53,19 +54,34 @@ def _clean_loc(loc: tuple) -> Path:
     return tuple(out)
 
 
+def _submodel(model: Any, key: str) -> Any:
+    """The schema class of field ``key`` of ``model`` (a section such as ``train``, an
+    option such as ``pool`` or ``batch_norm``), or None for a plain value."""
+    from pydantic import BaseModel
+
+    field = model.model_fields.get(key) or next(
+        (f for f in model.model_fields.values() if f.alias == key), None
+    )
+    if field is None:
+        return None
+    todo, seen = [field.annotation], set()
+    while todo:
+        t = todo.pop()
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            return t
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        todo.extend(typing.get_args(t))
+    return None
+
+
 def _fields_of(data: Any, path: Path) -> list[str]:
-    """Valid keys of the mapping that holds ``path``'s last key, for 'did you mean'."""
+    """Valid keys of the mapping that holds ``path``'s last key, for 'did you mean'.
+    Sections and options are found from the schema's own fields; items from the item
+    registry (``schema.ITEMS``)."""
     from . import schema as s
 
-    sections = {
-        "defaults": s.Defaults,
-        "expect": s.Expect,
-        "train": s.Train,
-        "data": s.Data,
-        "pool": s.PoolArgs,
-        "conv": s.ConvArgs,
-        "augment": s.Augment,
-    }
     model: Any = Spec
     node: Any = data
     for i, part in enumerate(path[:-1]):
@@ -75,20 +91,30 @@ def _fields_of(data: Any, path: Path) -> list[str]:
             return []
         if isinstance(part, int):
             if isinstance(node, dict) and model == "stages":
-                model = s.ITEM_KINDS.get(s._stage_kind(node))
+                model = s.ITEM_KINDS.get(s.stage_kind(node))
+            elif model != "branches":
+                return []
+            else:
+                model = "stages"
         elif model == "blocks":
             model = s.BlockDef
-        elif part in sections and model not in ("stages", "blocks"):
-            model = sections[part]
-        elif part in ("stages", "head", "then", "branches"):
+        elif part in ("stages", "head", "then") and model in (Spec, s.BlockDef, s.RepeatStage):
             model = "stages"
+        elif part == "branches" and model is s.BlockDef:
+            model = "branches"
         elif part == "blocks" and i == 0:
             model = "blocks"
+        elif isinstance(model, type) and (sub := _submodel(model, part)) is not None:
+            model = sub
         else:
             return []
     if not isinstance(model, type):
         return []
-    return [f.alias or k for k, f in model.model_fields.items()]
+    keys = [f.alias or k for k, f in model.model_fields.items()]
+    if (key := s.ITEM_KEYS.get(model)) is not None:  # an item: its own key first
+        keys.remove(key)
+        keys.insert(2, key)  # after name, when
+    return keys
 
 
 #: The tags pydantic puts after a field's name for each member of a scalar union

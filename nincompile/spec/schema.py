@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import keyword
 import re
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -49,6 +50,7 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -56,6 +58,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..errors import did_you_mean
+from . import expr
 
 # --------------------------------------------------------------------------- names
 
@@ -116,19 +119,60 @@ class Var:
         return f"${self.name}"
 
 
+class Expression(Var):
+    """A computed value, written ``$f * 4`` or ``divisible($f * $alpha, 8)``: see
+    :mod:`.expr`.  Evaluated where its variables have values (in the lowering)."""
+
+    __slots__ = ("expr",)
+
+    def __init__(self, parsed: expr.Expr):
+        super().__init__(parsed.text)
+        self.expr = parsed
+
+    def __repr__(self) -> str:
+        return f"Expression({self.name!r})"
+
+    def __str__(self) -> str:
+        return self.name
+
+
 def _as_var(value: Any) -> Var | None:
-    """``"$name"`` -> ``Var("name")``; a malformed ``$`` string is an error; else None."""
+    """``"$name"`` -> ``Var("name")``; ``"$f * 4"`` -> an :class:`Expression`; a
+    malformed one is an error; anything else None."""
     if isinstance(value, Var):
         return value
-    if isinstance(value, str) and value.startswith("$"):
-        if not _VAR_RE.match(value):
+    if isinstance(value, str) and _VAR_RE.match(value):
+        return Var(value[1:])
+    if isinstance(value, str) and (value.startswith("$") or expr.is_expression(value)):
+        try:
+            return Expression(expr.parse(value))
+        except expr.ExprError as err:
+            where = f" at column {err.column}" if err.column else ""
             raise PydanticCustomError(
                 "variable",
-                "expected a variable like '$ch'; received {received}",
-                {"received": repr(value)},
-            )
-        return Var(value[1:])
+                "expected a variable like '$ch' or an expression like '$ch * 2'; received "
+                "{received}: {problem}{where}",
+                {"received": repr(value), "problem": str(err), "where": where},
+            ) from None
     return None
+
+
+def has_vars(value: Any) -> bool:
+    """Whether ``value`` holds a variable or expression anywhere (lists included)."""
+    if isinstance(value, Var):
+        return True
+    if isinstance(value, list | tuple):
+        return any(has_vars(v) for v in value)
+    return False
+
+
+def _vars_deep(value: Any) -> Any:
+    """Lists as tuples, ``$`` strings as variables, at any depth."""
+    if (var := _as_var(value)) is not None:
+        return var
+    if isinstance(value, list | tuple):
+        return tuple(_vars_deep(v) for v in value)
+    return value
 
 
 def _maybe_var(inner: Any, expected: str):
@@ -138,8 +182,10 @@ def _maybe_var(inner: Any, expected: str):
     def validate(value: Any) -> Any:
         if (var := _as_var(value)) is not None:
             return var
-        if isinstance(value, list):
-            value = tuple(value)  # YAML lists are [height, width] pairs here
+        if isinstance(value, list | tuple):
+            value = _vars_deep(value)  # YAML lists are [height, width] pairs here
+            if has_vars(value):
+                return value  # checked again once its variables have values
         try:
             return adapter.validate_python(value, strict=True)
         except ValidationError:
@@ -159,7 +205,17 @@ def _maybe_var(inner: Any, expected: str):
 
 def _closed_choice(choices: tuple[str, ...], what: str):
     """A string from a fixed set (or a variable), with a 'did you mean' on typos."""
+    validate = _choice_validator(choices, what)
+    return Annotated[
+        Any,
+        PlainValidator(validate),
+        WithJsonSchema(
+            {"anyOf": [{"enum": list(choices)}, {"type": "string", "pattern": VAR_PATTERN}]}
+        ),
+    ]
 
+
+def _choice_validator(choices: tuple[str, ...], what: str):
     def validate(value: Any) -> Any:
         if (var := _as_var(value)) is not None:
             return var
@@ -176,13 +232,7 @@ def _closed_choice(choices: tuple[str, ...], what: str):
             },
         )
 
-    return Annotated[
-        Any,
-        PlainValidator(validate),
-        WithJsonSchema(
-            {"anyOf": [{"enum": list(choices)}, {"type": "string", "pattern": VAR_PATTERN}]}
-        ),
-    ]
+    return validate
 
 
 # ------------------------------------------------------------------- value types
@@ -193,15 +243,29 @@ Size = _maybe_var(Int1 | tuple[Int1, Int1], "a positive integer or [height, widt
 Rate = _maybe_var(Annotated[float, Field(ge=0.0, lt=1.0)], "a rate in [0, 1)")
 NonNegFloat = _maybe_var(Annotated[float, Field(ge=0.0)], "a number >= 0")
 Flag = _maybe_var(bool, "true or false")
+PosFloat = _maybe_var(Annotated[float, Field(gt=0.0)], "a number > 0")
+Number = _maybe_var(float, "a number")
 MAX_REPEAT = 1000
 RepeatCount = _maybe_var(
-    Annotated[int, Field(ge=1, le=MAX_REPEAT)], f"a count from 1 to {MAX_REPEAT}"
+    Annotated[int, Field(ge=0, le=MAX_REPEAT)], f"a count from 0 to {MAX_REPEAT}"
 )
+Int0 = Annotated[int, Field(ge=0)]
+Pad2D = _maybe_var(
+    Int0 | tuple[Int0, Int0] | tuple[tuple[Int0, Int0], tuple[Int0, Int0]],
+    "a padding: N, [height, width] or [[top, bottom], [left, right]]",
+)
+TargetShape = _maybe_var(
+    tuple[Annotated[int, Field(ge=-1)], ...], "a shape such as [1, 1, -1] (one -1 at most)"
+)
+Floats = _maybe_var(tuple[float, ...], "a list of numbers, one per channel")
 
+#: Every name ``keras.activations.get`` accepts, but ``threshold`` (it needs arguments).
 ACTIVATIONS = (
-    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish",
-    "sigmoid", "hard_sigmoid", "tanh", "softmax", "log_softmax", "softplus", "softsign",
-    "exponential", "linear",
+    "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu", "glu", "silu", "swish",
+    "hard_silu", "hard_swish", "mish", "sigmoid", "hard_sigmoid", "log_sigmoid",
+    "sparse_sigmoid", "tanh", "hard_tanh", "tanh_shrink", "hard_shrink", "soft_shrink",
+    "softmax", "log_softmax", "sparsemax", "softplus", "sparse_plus", "squareplus",
+    "softsign", "exponential", "linear",
 )  # fmt: skip
 INITIALIZERS = (
     "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
@@ -211,7 +275,74 @@ INITIALIZERS = (
 PADDINGS = ("same", "valid")
 
 Padding = _closed_choice(PADDINGS, "a padding")
-Initializer = _closed_choice(INITIALIZERS, "a Keras initializer name")
+_initializer_name = _choice_validator(INITIALIZERS, "a Keras initializer name")
+#: Initializers that take arguments, with the arguments they accept (Keras's names).
+INITIALIZER_ARGS = {
+    "variance_scaling": ("scale", "mode", "distribution", "seed"),
+    "truncated_normal": ("mean", "stddev", "seed"),
+    "random_normal": ("mean", "stddev", "seed"),
+    "random_uniform": ("minval", "maxval", "seed"),
+    "constant": ("value",),
+    "orthogonal": ("gain", "seed"),
+    "glorot_uniform": ("seed",), "glorot_normal": ("seed",), "he_uniform": ("seed",),
+    "he_normal": ("seed",), "lecun_uniform": ("seed",), "lecun_normal": ("seed",),
+}  # fmt: skip
+
+
+def _initializer(value: Any) -> Any:
+    """A name (``he_normal``), or one name with its arguments:
+    ``{variance_scaling: {scale: 2.0, mode: fan_out}}`` -> ``("variance_scaling",
+    (("mode", "fan_out"), ("scale", 2.0)))`` (see ``ir.nodes.Initializer``)."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], tuple):
+        return value  # already in its stored form (validated again after substitution)
+    if not isinstance(value, dict):
+        return _initializer_name(value)
+    if len(value) != 1:
+        raise PydanticCustomError(
+            "initializer",
+            "expected one initializer name with its arguments, e.g. {variance_scaling: "
+            "{scale: 2.0, mode: fan_out}}; received {n} keys",
+            {"n": len(value)},
+        )
+    ((name, args),) = value.items()
+    if name not in INITIALIZER_ARGS:
+        raise PydanticCustomError(
+            "initializer",
+            "expected an initializer that takes arguments: one of {names}; received "
+            "{received}{hint}",
+            {"names": ", ".join(INITIALIZER_ARGS), "received": repr(name),
+             "hint": did_you_mean(str(name), INITIALIZER_ARGS)},
+        )  # fmt: skip
+    if not isinstance(args, dict):
+        raise PydanticCustomError(
+            "initializer",
+            "expected the arguments of {name} as a mapping; received {received}",
+            {"name": name, "received": repr(args)},
+        )
+    for key, v in args.items():
+        if key not in INITIALIZER_ARGS[name]:
+            raise PydanticCustomError(
+                "initializer",
+                "{name} has no argument {key}{hint}; expected one of {keys}",
+                {"name": name, "key": repr(key), "keys": ", ".join(INITIALIZER_ARGS[name]),
+                 "hint": did_you_mean(str(key), INITIALIZER_ARGS[name])},
+            )  # fmt: skip
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise PydanticCustomError(
+                "initializer",
+                "expected a number or a word for {name}.{key}; received {received}",
+                {"name": name, "key": key, "received": repr(v)},
+            )
+    return (name, tuple(sorted(args.items())))
+
+
+Initializer = Annotated[
+    Any,
+    PlainValidator(_initializer),
+    WithJsonSchema(
+        {"anyOf": [{"enum": list(INITIALIZERS)}, {"type": "object", "maxProperties": 1}]}
+    ),
+]
 _ActivationName = _closed_choice(ACTIVATIONS, "an activation")
 Activation = _ActivationName | None
 
@@ -344,30 +475,78 @@ class _Item(_Model):
     when: Flag | None = Field(None, description="Include this item only when true.")
 
 
-class ConvStage(_Item):
-    """C then B, A, P, D in ``order``. Unset fields take the spec's ``defaults``."""
+class BatchNormOptions(_Model):
+    """Options of a batch norm layer; unset: the spec's ``defaults.batch_norm``
+    options, else Keras's own (epsilon 0.001, momentum 0.99, center and scale on)."""
 
-    conv: ConvArgs
+    epsilon: PosFloat | None = None
+    momentum: Annotated[Any, Rate] | None = None
+    center: Flag | None = None
+    scale: Flag | None = None
+
+
+#: ``batch_norm:`` of a stage: on/off, or a mapping of options (which means on).
+BatchNormSetting = Flag | BatchNormOptions
+
+
+class _ConvLike(_Item):
+    """What every convolution stage takes besides its own first key.  Unset fields
+    take the spec's ``defaults``."""
+
     strides: Size | None = None
     padding: Padding | None = None
+    dilation: Size | None = None
+    pad: Pad2D | None = Field(
+        None, description="Zero padding before the convolution: N, [h, w] or [[t, b], [l, r]]."
+    )
     bias: Flag | None = None
     initializer: Initializer | None = None
     weight_decay: NonNegFloat | None = None
-    batch_norm: Flag | None = None
+    batch_norm: BatchNormSetting | None = None
     activation: Activation = None
     pool: PoolArgs | None = None
     dropout: Rate | None = None
     order: Order | None = None
 
 
+class ConvStage(_ConvLike):
+    """C then B, A, P, D in ``order``. Unset fields take the spec's ``defaults``."""
+
+    conv: ConvArgs
+    groups: PosInt | None = None
+
+
+class DepthwiseStage(_ConvLike):
+    """A depthwise convolution (one filter per input channel), then B, A, P, D."""
+
+    depthwise: Size
+    depth_multiplier: PosInt | None = None
+
+
+class SeparableStage(_ConvLike):
+    """A separable convolution (depthwise, then 1x1 to ``filters``), then B, A, P, D."""
+
+    separable: ConvArgs
+    depth_multiplier: PosInt | None = None
+
+
+class ConvTransposeStage(_ConvLike):
+    """A transposed convolution (upsampling by its strides), then B, A, P, D."""
+
+    conv_transpose: ConvArgs
+
+
 class DenseStage(_Item):
     """Dense then B, A, D in ``order`` (default ``bad``). Defaults do not apply."""
 
     dense: PosInt
+    pointwise: Flag = Field(
+        False, description="Act on the channel axis of an image: (H, W, C) -> (H, W, units)."
+    )
     bias: Flag = True
     initializer: Initializer = "glorot_uniform"
     weight_decay: NonNegFloat = 0.0
-    batch_norm: Flag = False
+    batch_norm: BatchNormSetting = False
     activation: Activation = None
     dropout: Rate | None = None
     order: Order = "bad"
@@ -382,6 +561,72 @@ class PoolStage(_Item):
     pool: PoolArgs
 
 
+class GlobalPoolStage(_Item):
+    """Global average or max pooling; ``keepdims`` keeps a 1x1 map (squeeze-excite)."""
+
+    global_pool: _closed_choice(("avg", "max"), "a global pooling")
+    keepdims: Flag = False
+
+
+class PadStage(_Item):
+    pad: Pad2D
+
+
+class BatchNormStage(_Item):
+    bn: BatchNormOptions
+
+
+class LayerNormOptions(_Model):
+    epsilon: PosFloat | None = None
+
+
+class LayerNormStage(_Item):
+    layer_norm: LayerNormOptions
+
+
+class ReshapeStage(_Item):
+    reshape: TargetShape
+
+
+class UpsampleStage(_Item):
+    upsample: Size
+    interpolation: _closed_choice(("nearest", "bilinear"), "an interpolation") = "nearest"
+
+
+class RescaleStage(_Item):
+    """``x * rescale + offset``."""
+
+    rescale: Number
+    offset: Number = 0.0
+
+
+class NormalizeOptions(_Model):
+    mean: Floats | None = None
+    variance: Floats | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> NormalizeOptions:
+        if (self.mean is None) != (self.variance is None):
+            raise PydanticCustomError(
+                "normalize",
+                "expected both 'mean' and 'variance' (fixed statistics) or neither "
+                "(statistics held as weights)",
+            )
+        return self
+
+
+class NormalizeStage(_Item):
+    normalize: NormalizeOptions
+
+
+class LayerScaleStage(_Item):
+    layer_scale: PosFloat
+
+
+class DropPathStage(_Item):
+    drop_path: Rate
+
+
 class DropoutStage(_Item):
     dropout: Rate
 
@@ -390,18 +635,20 @@ class ActivationStage(_Item):
     activation: _ActivationName
 
 
+#: Bare words for parameterless layers (``flatten``) and what they are.
 BARE_LAYERS = {
     "flatten": "Flatten",
     "gap": "global average pooling",
     "gmp": "global max pooling",
     "bn": "batch normalisation",
+    "ln": "layer normalisation",
 }
 
 
 class LayerStage(_Item):
     """A parameterless layer, usually written as a bare word: ``flatten``."""
 
-    layer: Literal["flatten", "gap", "gmp", "bn"]
+    layer: Literal[tuple(BARE_LAYERS)]
 
 
 def _vars_in(value: Any) -> Any:
@@ -420,7 +667,8 @@ With = Annotated[
     AfterValidator(_vars_in),
     Field(
         description="Arguments (block) or variables (repeat). A per-repeat value is "
-        "{each: [...]}, {first: a, rest: b}, {start: a, mul: m} or {start: a, add: d}."
+        "{each: [...]}, {first: a, rest: b}, {last: a, rest: b}, {start: a, mul: m} or "
+        "{start: a, add: d}."
     ),
 ]
 
@@ -437,17 +685,134 @@ class RepeatStage(_Item):
     stages: list[Stage] = Field(min_length=1)
 
 
-ITEM_KINDS: dict[str, type[_Item]] = {
-    "block": BlockCall,
-    "repeat": RepeatStage,
-    "conv": ConvStage,
-    "dense": DenseStage,
-    "pool": PoolStage,
-    "dropout": DropoutStage,
-    "activation": ActivationStage,
-    "layer": LayerStage,
-}
-_KIND_OF_CLASS = {cls: kind for kind, cls in ITEM_KINDS.items()}
+# ------------------------------------------------------------------ the registry
+
+
+@dataclass(frozen=True)
+class ItemKind:
+    """One kind of item of ``stages``/``head``/block bodies.
+
+    ``key`` is the mapping key that says an item is of this kind (``conv``); an item
+    is of the first kind in :data:`ITEMS` whose key it has, so a stage kind comes
+    before the single layers whose keys it takes as options (``conv`` has ``pool``
+    and ``dropout``).  ``model`` validates it, ``lower`` names the
+    ``ir.lower.Lowerer`` method that lowers it, ``also`` lists other keys that mark
+    it (a repeat's ``stages``), and ``about`` is its line in the README's table."""
+
+    key: str
+    model: type[_Item]
+    lower: str
+    about: str
+    also: tuple[str, ...] = ()
+
+
+def _registry(*kinds: ItemKind) -> dict[str, ItemKind]:
+    return {k.key: k for k in kinds}
+
+
+#: Every item kind: the schema union, the key dispatch, the did-you-mean lists, the
+#: lowering dispatch and the README's table all come from this one table.
+ITEMS: dict[str, ItemKind] = _registry(
+    ItemKind(
+        "block",
+        BlockCall,
+        "block_call",
+        "a call of a block: `{block: NAME, with: {...}, repeat: N}`",
+    ),
+    ItemKind(
+        "repeat",
+        RepeatStage,
+        "repeat_stage",
+        "a repeated group: `{repeat: N, with: {...}, stages: [...]}`",
+        also=("stages",),
+    ),
+    ItemKind("conv", ConvStage, "conv_stage", "`{conv: [F, K]}`: Conv2D, then B/A/P/D in `order`"),
+    ItemKind(
+        "depthwise",
+        DepthwiseStage,
+        "depthwise_stage",
+        "`{depthwise: K}`: DepthwiseConv2D, then B/A/P/D",
+    ),
+    ItemKind(
+        "separable",
+        SeparableStage,
+        "separable_stage",
+        "`{separable: [F, K]}`: SeparableConv2D, then B/A/P/D",
+    ),
+    ItemKind(
+        "conv_transpose",
+        ConvTransposeStage,
+        "conv_transpose_stage",
+        "`{conv_transpose: [F, K]}`: Conv2DTranspose, then B/A/P/D",
+    ),
+    ItemKind("dense", DenseStage, "dense_stage", "`{dense: U}`: Dense, then B/A/D in `order`"),
+    ItemKind(
+        "pool",
+        PoolStage,
+        "pool_stage",
+        "`{pool: {max: 3, strides: 2}}`: MaxPooling2D / AveragePooling2D",
+    ),
+    ItemKind(
+        "global_pool",
+        GlobalPoolStage,
+        "global_pool_stage",
+        "`{global_pool: avg, keepdims: true}`: global pooling (bare `gap`, `gmp`)",
+    ),
+    ItemKind("pad", PadStage, "pad_stage", "`{pad: [[0, 1], [0, 1]]}`: ZeroPadding2D"),
+    ItemKind(
+        "bn",
+        BatchNormStage,
+        "bn_stage",
+        "`{bn: {epsilon: 1.001e-5}}`: BatchNormalization (bare `bn`)",
+    ),
+    ItemKind(
+        "layer_norm",
+        LayerNormStage,
+        "layer_norm_stage",
+        "`{layer_norm: {epsilon: 1e-6}}`: LayerNormalization (bare `ln`)",
+    ),
+    ItemKind(
+        "layer_scale",
+        LayerScaleStage,
+        "layer_scale_stage",
+        "`{layer_scale: 1e-6}`: a learned per-channel scale (ConvNeXt)",
+    ),
+    ItemKind(
+        "drop_path",
+        DropPathStage,
+        "drop_path_stage",
+        "`{drop_path: 0.1}`: stochastic depth (Dropout of whole samples)",
+    ),
+    ItemKind("dropout", DropoutStage, "dropout_stage", "`{dropout: 0.5}`: Dropout"),
+    ItemKind(
+        "activation",
+        ActivationStage,
+        "activation_stage",
+        "`{activation: softmax}` or `softmax`: Activation",
+    ),
+    ItemKind("reshape", ReshapeStage, "reshape_stage", "`{reshape: [1, 1, -1]}`: Reshape"),
+    ItemKind("upsample", UpsampleStage, "upsample_stage", "`{upsample: 2}`: UpSampling2D"),
+    ItemKind(
+        "rescale", RescaleStage, "rescale_stage", "`{rescale: 0.00392, offset: 0}`: Rescaling"
+    ),
+    ItemKind(
+        "normalize",
+        NormalizeStage,
+        "normalize_stage",
+        "`{normalize: {mean: [...], variance: [...]}}`: Normalization",
+    ),
+    ItemKind(
+        "layer",
+        LayerStage,
+        "layer_stage",
+        "`flatten`, `gap`, `gmp`, `bn`, `ln`: parameterless layers",
+    ),
+)
+
+#: item key -> its schema class (derived from :data:`ITEMS`)
+ITEM_KINDS: dict[str, type[_Item]] = {k.key: k.model for k in ITEMS.values()}
+#: item schema class -> its key
+ITEM_KEYS: dict[type[_Item], str] = {kind.model: key for key, kind in ITEMS.items()}
 
 
 def _bare_to_item(value: str) -> dict:
@@ -466,25 +831,25 @@ def _bare_to_item(value: str) -> dict:
     )
 
 
-def _stage_kind(value: Any) -> str | None:
+def stage_kind(value: Any) -> str | None:
+    """The registry key of an item (``"bare"`` for a word, ``"unknown"``)."""
     if isinstance(value, _Item):
-        return _KIND_OF_CLASS[type(value)]
+        return ITEM_KEYS[type(value)]
     if isinstance(value, dict):
-        if "block" in value:
-            return "block"
-        if "stages" in value or "repeat" in value:
-            return "repeat"
-        for kind in ("conv", "dense", "pool", "dropout", "activation", "layer"):
-            if kind in value:
-                return kind
+        for kind in ITEMS.values():
+            if kind.key in value or any(k in value for k in kind.also):
+                return kind.key
         return "unknown"
     if isinstance(value, str):
         return "bare"
     return "unknown"
 
 
+_stage_kind = stage_kind
+
+
 def _unknown_stage(value: Any) -> Any:
-    keys = ("conv", "dense", "pool", "dropout", "activation", "block", "repeat")
+    keys = [k for k in ITEMS if k != "layer"]
     if isinstance(value, dict):
         given = ", ".join(repr(k) for k in value) or "no keys"
         hints = "".join(did_you_mean(str(k), keys) for k in value)
@@ -507,49 +872,126 @@ def _validate_bare(value: Any) -> Any:
 
 
 Stage = Annotated[
-    Annotated[BlockCall, Tag("block")]
-    | Annotated[RepeatStage, Tag("repeat")]
-    | Annotated[ConvStage, Tag("conv")]
-    | Annotated[DenseStage, Tag("dense")]
-    | Annotated[PoolStage, Tag("pool")]
-    | Annotated[DropoutStage, Tag("dropout")]
-    | Annotated[ActivationStage, Tag("activation")]
-    | Annotated[LayerStage, Tag("layer")]
-    | Annotated[
-        Any,
-        PlainValidator(_validate_bare),
-        WithJsonSchema({"enum": [*BARE_LAYERS, *ACTIVATIONS]}),
-        Tag("bare"),
-    ]
-    | Annotated[Any, PlainValidator(_unknown_stage), WithJsonSchema({}), Tag("unknown")],
-    Discriminator(_stage_kind),
+    Union[  # noqa: UP007  (built from the registry)
+        tuple(Annotated[k.model, Tag(k.key)] for k in ITEMS.values())
+        + (
+            Annotated[
+                Any,
+                PlainValidator(_validate_bare),
+                WithJsonSchema({"enum": [*BARE_LAYERS, *ACTIVATIONS]}),
+                Tag("bare"),
+            ],
+            Annotated[Any, PlainValidator(_unknown_stage), WithJsonSchema({}), Tag("unknown")],
+        )
+    ],
+    Discriminator(stage_kind),
 ]
 
 #: Tags pydantic inserts into error locations; the error formatter drops them.
-STAGE_TAGS = frozenset({*ITEM_KINDS, "bare", "unknown"})
+STAGE_TAGS = frozenset({*ITEMS, "bare", "unknown"})
 
 RepeatStage.model_rebuild()
 
 
 # ------------------------------------------------------------------------ blocks
 
-PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+#: Types a block parameter may declare: the name, and what it accepts.
+PARAM_TYPES = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "size": "an integer or [height, width]",
+    "list": "a list",
+    "any": "any value",
+    "none": "null",  # a parameter whose default is null, with no declared type
+}
+
+
+def value_fits(value: Any, type_name: str) -> bool:
+    """Whether ``value`` is of the declared parameter type ``type_name``."""
+    if type_name == "any":
+        return True
+    if type_name == "none":
+        return value is None
+    if type_name == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "str":
+        return isinstance(value, str)
+    if type_name == "list":
+        return isinstance(value, list | tuple)
+    if type_name == "size":
+        if isinstance(value, list | tuple):
+            return len(value) == 2 and all(value_fits(v, "int") for v in value)
+        return value_fits(value, "int")
+    return False
+
+
+def _type_of(value: Any) -> str:
+    """The parameter type a default value gives: ``1`` -> int, ``[1, 7]`` -> size."""
+    if isinstance(value, bool):
+        return "bool"
+    for name in ("int", "float", "str", "size", "list"):
+        if value_fits(value, name):
+            return name
+    return "any"
+
+
+class ParamDecl(_Model):
+    """A block parameter declared with its type: ``{type: size, default: 1}``."""
+
+    type: Literal[tuple(PARAM_TYPES)]
+    default: Any = None
+    required: bool = Field(False, description="Set when the declaration has no default.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "default" not in value:
+            return {**value, "required": True}
+        return value
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> ParamDecl:
+        if not self.required and self.default is not None:
+            if not value_fits(self.default, self.type):
+                raise PydanticCustomError(
+                    "param",
+                    "the default {default} is not {what} (type {type})",
+                    {"default": repr(self.default), "what": PARAM_TYPES[self.type],
+                     "type": self.type},
+                )  # fmt: skip
+        return self
 
 
 class BlockDef(_Model):
     """A reusable group of stages: a plain sequence (``stages``) or parallel
-    ``branches`` joined by ``merge`` (``concat`` or ``add``), then ``then`` stages.
+    ``branches`` joined by ``merge`` (``concat``, ``add`` or ``multiply``), then
+    ``then`` stages.
 
-    ``params`` maps each parameter to a default value, or to a type name (``int``,
-    ``float``, ``bool``, ``str``) when the caller must give it.  An empty branch is
-    the identity (a residual shortcut)."""
+    ``params`` maps each parameter to a default value (its type is the default's),
+    to a type name (``int``, ``float``, ``bool``, ``str``, ``size``, ``list``,
+    ``any``) when the caller must give it, or to ``{type: T, default: V}``.  An empty
+    branch is the identity (a residual shortcut)."""
 
     description: str | None = None
     params: dict[Identifier, Any] = Field(default_factory=dict)
     stages: list[Stage] | None = None
     branches: list[list[Stage]] | None = Field(None, min_length=2)
-    merge: Literal["concat", "add"] | None = None
+    merge: Literal["concat", "add", "multiply"] | None = None
     then: list[Stage] = Field(default_factory=list)
+
+    @field_validator("params")
+    @classmethod
+    def _declarations(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: ParamDecl.model_validate(v) if isinstance(v, dict) and "type" in v else v
+            for k, v in params.items()
+        }
 
     @model_validator(mode="after")
     def _shape(self) -> BlockDef:
@@ -566,18 +1008,52 @@ class BlockDef(_Model):
             raise PydanticCustomError("block", "'merge' is only meaningful with 'branches'")
         return self
 
-    def required_params(self) -> dict[str, type]:
+    def param_types(self) -> dict[str, str]:
+        """Each parameter's type name (declared, or its default's)."""
+        out = {}
+        for k, v in self.params.items():
+            if isinstance(v, ParamDecl):
+                out[k] = v.type
+            elif isinstance(v, str) and v in PARAM_TYPES:
+                out[k] = v
+            else:
+                out[k] = "none" if v is None else _type_of(v)
+        return out
+
+    def required_params(self) -> dict[str, str]:
+        """The parameters a call must give, with their type names."""
         return {
-            k: PARAM_TYPES[v]
+            k: v.type if isinstance(v, ParamDecl) else v
             for k, v in self.params.items()
-            if isinstance(v, str) and v in PARAM_TYPES
+            if (isinstance(v, ParamDecl) and v.required)
+            or (isinstance(v, str) and v in PARAM_TYPES)
         }
 
     def default_params(self) -> dict[str, Any]:
-        return {k: v for k, v in self.params.items() if k not in self.required_params()}
+        required = self.required_params()
+        return {
+            k: v.default if isinstance(v, ParamDecl) else v
+            for k, v in self.params.items()
+            if k not in required
+        }
 
 
 # ------------------------------------------------------------------ spec sections
+
+
+def _evaluated(value: Any, params: dict[str, Any]) -> Any:
+    """``value`` with a ``$`` variable or expression computed from the spec's
+    ``params`` (for fields read before lowering, such as ``input``)."""
+    var = _as_var(value)
+    if var is None:
+        return value
+    parsed = var.expr if isinstance(var, Expression) else expr.parse(f"${var.name}")
+    try:
+        return parsed.evaluate(params)
+    except expr.ExprError as err:
+        raise PydanticCustomError(
+            "expression", "{problem} in {text}", {"problem": str(err), "text": repr(value)}
+        ) from None
 
 
 class Defaults(_Model):
@@ -588,7 +1064,11 @@ class Defaults(_Model):
     bias: Flag = True
     initializer: Initializer = "glorot_uniform"
     weight_decay: NonNegFloat = 0.0
-    batch_norm: Flag = False
+    batch_norm: BatchNormSetting = Field(
+        False,
+        description="On for every conv stage (true, or a mapping of options); its options "
+        "(epsilon, momentum, center, scale) apply to every batch norm of the model.",
+    )
     activation: Activation = None
     order: Order = "bapd"
 
@@ -769,6 +1249,16 @@ class Spec(_Model):
 
     name: Identifier
     description: str | None = None
+    params: dict[Identifier, Any] = Field(
+        default_factory=dict,
+        description="The spec's own variables ($name in every item and in 'input'), e.g. "
+        "a width multiplier; a family member sets them.",
+    )
+    family: dict[Identifier, dict[Identifier, Any]] | None = Field(
+        None,
+        description="Members of a model family: member -> values of 'params' (and its own "
+        "'expect'); the spec expands into one model per member, named <name>_<member>.",
+    )
     input: tuple[Int1, Int1, Int1] = Field(description="[height, width, channels]")
     defaults: Defaults = Field(default_factory=Defaults)
     blocks: dict[Identifier, BlockDef] = Field(default_factory=dict)
@@ -785,14 +1275,15 @@ class Spec(_Model):
 
     @field_validator("input", mode="before")
     @classmethod
-    def _input_list(cls, value: Any) -> Any:
+    def _input_list(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, list | tuple) or len(value) != 3:
             raise PydanticCustomError(
                 "input",
                 "expected [height, width, channels], e.g. [32, 32, 3]; received {received}",
                 {"received": repr(value)},
             )
-        return value
+        params = info.data.get("params") or {}
+        return [_evaluated(v, params) for v in value]
 
     @model_validator(mode="after")
     def _classes_match(self) -> Spec:

@@ -1,0 +1,452 @@
+"""The spec expression language: nincompile/spec/expr.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from nincompile.spec.expr import FUNCTIONS, Expr, ExprError, is_expression, parse
+
+
+def ev(text: str, **env: object) -> int | float:
+    return parse(text).evaluate(env)
+
+
+# --- values and types ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("1 + 2 * 3", {}, 7),
+        ("(1 + 2) * 3", {}, 9),
+        ("10 - 4 - 3", {}, 3),
+        ("100 / 10 / 5", {}, 2.0),
+        ("100 // 7 // 2", {}, 7),
+        ("2 + 17 % 5 * 3", {}, 8),
+        ("-2**2", {}, -4),
+        ("(-2)**2", {}, 4),
+        ("2**3**2", {}, 512),
+        ("2**-1", {}, 0.5),
+        ("-3 * -$f", {"f": 2}, 6),
+        ("+$f - -1", {"f": 2}, 3),
+        ("--1", {}, 1),
+        ("2 * 3 ** 2", {}, 18),
+        ("$f*4", {"f": 16}, 64),
+        ("$f * 4", {"f": 16}, 64),
+        ("$f // 2", {"f": 17}, 8),
+        ("$f / 2", {"f": 16}, 8.0),
+        ("-7 // 2", {}, -4),
+        ("-7 % 3", {}, 2),
+        ("7.0 // 2", {}, 3.0),
+        ("7.5 % 2", {}, 1.5),
+        ("1e-3", {}, 0.001),
+        ("1.001e-5", {}, 1.001e-5),
+        ("1E3", {}, 1000.0),
+        (".5 + 5.", {}, 5.5),
+        ("  $a_1 +\t$B2  ", {"a_1": 1, "B2": 2}, 3),
+    ],
+)
+def test_values_and_precedence(text, env, expected):
+    value = parse(text).evaluate(env)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_int_results_stay_int_and_division_gives_float():
+    assert type(ev("$f * 4", f=16)) is int
+    assert type(ev("$f // 2", f=16)) is int
+    assert type(ev("$f / 2", f=16)) is float
+    assert type(ev("$f * $alpha", f=16, alpha=0.5)) is float
+    assert type(ev("$f // 2", f=16.0)) is float
+
+
+def test_numpy_scalars_are_numbers():
+    assert ev("$f * 2", f=np.int64(8)) == 16
+    assert type(ev("$f * 2", f=np.int64(8))) is int
+    assert type(ev("$a", a=np.float32(0.5))) is float
+
+
+# --- functions ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("min(3, 1, 2)", 1),
+        ("max(3, 1.5, 2)", 3),
+        ("max(7)", 7),
+        ("min(2.5, 4)", 2.5),
+        ("round(2.5)", 2),
+        ("round(3.5)", 4),
+        ("round(-0.5)", 0),
+        ("round(2.675, 2)", 2.67),
+        ("round(1234, -2)", 1200),
+        ("round(7)", 7),
+        ("int(3.9)", 3),
+        ("int(-3.9)", -3),
+        ("float(3)", 3.0),
+        ("ceil(2.1)", 3),
+        ("ceil(-2.1)", -2),
+        ("floor(2.9)", 2),
+        ("floor(-2.1)", -3),
+        ("abs(-4)", 4),
+        ("abs(-4.5)", 4.5),
+        ("divisible(32 * 0.35, 8)", 16),
+        ("divisible(100, 8)", 104),
+        ("divisible(3, 8)", 8),
+        ("divisible(3, 8, 2)", 10),  # Keras: 2 is under 90% of 3, so add 8
+        ("divisible(9, 8, 16)", 16),
+        ("max(1, min(2, 3)) + round(abs(-1.4))", 3),
+    ],
+)
+def test_functions(text, expected):
+    value = ev(text)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_function_spacing_and_names():
+    assert ev("round ( $f * $alpha )", f=32, alpha=0.75) == 24
+    assert FUNCTIONS == {"min", "max", "round", "int", "float", "ceil", "floor", "abs", "divisible"}
+
+
+def test_divisible_matches_keras_make_divisible():
+    from keras.src.applications.mobilenet_v2 import _make_divisible
+
+    expr2 = parse("divisible($v, $d)")
+    expr3 = parse("divisible($v, $d, $m)")
+    filters = (1, 3, 8, 16, 24, 32, 40, 64, 96, 160, 320, 1280)
+    alphas = (0.1, 0.25, 0.35, 0.5, 0.75, 1, 1.0, 1.3, 1.4, 2)
+    checked = 0
+    for f in filters:
+        for alpha in alphas:
+            v = f * alpha
+            for d in (1, 2, 3, 4, 8, 16):
+                want = _make_divisible(v, d)
+                got = expr2.evaluate({"v": v, "d": d})
+                assert (got, type(got)) == (want, type(want)), (v, d)
+                for m in (1, 8, 16, 7.5):
+                    want = _make_divisible(v, d, m)
+                    got = expr3.evaluate({"v": v, "d": d, "m": m})
+                    assert (got, type(got)) == (want, type(want)), (v, d, m)
+                    checked += 1
+    assert checked > 2000
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "column", "fragment"),
+    [
+        # syntax
+        ("", {}, 1, "received nothing"),
+        ("   ", {}, 1, "received nothing"),
+        ("$f * ", {"f": 1}, 6, "received end of expression"),
+        ("1 2", {}, 3, "received number 2"),
+        ("(1 + 2", {}, 7, "expected ')' to close '(' at column 1"),
+        ("1 + 2)", {}, 6, "received ')'"),
+        ("max(1, 2", {}, 9, "close the call of max()"),
+        ("max(1,)", {}, 7, "received ')'"),
+        ("1 +* 2", {}, 4, "received '*'"),
+        ("$1", {}, 1, "'$' must be followed by a variable name"),
+        ("$ f", {}, 1, "'$' must be followed"),
+        ("1.2.3", {}, 1, "malformed number '1.2.3'"),
+        ("3x", {}, 1, "malformed number '3x'"),
+        ("1e", {}, 1, "malformed number '1e'"),
+        ("1_000", {}, 1, "malformed number"),
+        ("2 ^ 3", {}, 3, "received '^'"),
+        ("f * 2", {}, 1, "variables are written $f"),
+        ("\u0663", {}, 1, "received '\u0663'"),
+        # functions
+        ("foo(1)", {}, 1, "unknown function 'foo'"),
+        ("1 + sqrt(4)", {}, 5, "unknown function 'sqrt'"),
+        ("round(1, 2, 3)", {}, 1, "round() expected 1 or 2 arguments; received 3"),
+        ("abs()", {}, 1, "abs() expected 1 argument; received 0"),
+        ("2 * min()", {}, 5, "min() expected at least 1 argument; received 0"),
+        ("divisible(8)", {}, 1, "divisible() expected 2 or 3 arguments; received 1"),
+        ("round(2.5, 0.5)", {}, 1, "expected ndigits an int"),
+        ("round(2.5, 99)", {}, 1, "expected ndigits an int"),
+        # arithmetic
+        ("1 / 0", {}, 3, "non-zero divisor for '/'"),
+        ("$f // ($g - 2)", {"f": 1, "g": 2}, 4, "non-zero divisor for '//'"),
+        ("5 % 0.0", {}, 3, "non-zero divisor for '%'"),
+        ("0 ** -1", {}, 3, "non-negative power of 0"),
+        ("divisible(8, 0)", {}, 1, "non-zero divisor"),
+        ("10 ** 16", {}, 4, "expected a magnitude of at most 1e15"),
+        ("2 ** 1000000000", {}, 3, "expected a magnitude of at most 1e15"),
+        ("9 ** 9 ** 9", {}, 3, "expected a magnitude of at most 1e15"),
+        ("10.0 ** 400", {}, 6, "too large"),
+        ("1e15 + 1", {}, 6, "expected a magnitude of at most 1e15"),
+        ("1 + 10000000000000000", {}, 5, "number 10000000000000000"),
+        ("1e400", {}, 1, "expected a finite number"),
+        ("(-8) ** 0.5", {}, 6, "no real value"),
+        ("round(1e15 * 0.9, 0) * 2", {}, 22, "at most 1e15"),
+        ("max(1e15, 2e15)", {}, 11, "number 2e15"),
+        ("abs(-1e15 - 1)", {}, 11, "at most 1e15"),
+        # variables
+        ("$f + $g", {"f": 1}, 6, "unknown variable $g"),
+        ("$alpah", {"alpha": 1, "f": 2}, 1, "did you mean alpha"),
+        ("$f", {"f": True}, 1, "expected $f to be a number; received bool True"),
+        ("1 + $f", {"f": "16"}, 5, "received str '16'"),
+        ("$f", {"f": [16]}, 1, "received list [16]"),
+        ("$f", {"f": None}, 1, "received NoneType None"),
+        ("$f", {"f": float("nan")}, 1, "expected a finite number"),
+        ("$f", {"f": float("inf")}, 1, "expected a finite number"),
+        ("$f", {"f": 10**16}, 1, "expected a magnitude of at most 1e15"),
+    ],
+)
+def test_errors(text, env, column, fragment):
+    with pytest.raises(ExprError) as info:
+        parse(text).evaluate(env)
+    assert fragment in info.value.message
+    assert info.value.column == column
+    assert str(info.value) == info.value.message
+
+
+def test_unknown_variable_lists_the_scope():
+    with pytest.raises(ExprError) as info:
+        ev("$x", alpha=1, f=2)
+    assert "in scope ($alpha, $f)" in info.value.message
+    with pytest.raises(ExprError, match=r"in scope \(none\)"):
+        ev("$x")
+
+
+def test_expr_error_is_a_value_error():
+    err = ExprError("bad")
+    assert isinstance(err, ValueError)
+    assert err.column is None and err.message == "bad"
+    assert ExprError("bad", 3).column == 3
+
+
+def test_length_limit():
+    ok = "+".join(["1"] * 250)  # 499 characters, a 250-deep left-associative tree
+    assert len(ok) == 499 and ev(ok) == 250
+    assert ev("1" + " " * 499) == 1
+    with pytest.raises(ExprError) as info:
+        parse("1" + " " * 500)
+    assert info.value.column == 501
+    assert "at most 500 characters; received 501" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("make", "column"),
+    [
+        (lambda n: "(" * n + "1" + ")" * n, 51),
+        (lambda n: "-" * n + "1", 51),
+        (lambda n: "abs(" * n + "1" + ")" * n, 4 * 50 + 4),
+        (lambda n: "1" + "**1" * n, 2 + 3 * 50),
+    ],
+)
+def test_nesting_limit(make, column):
+    assert ev(make(50)) == 1
+    with pytest.raises(ExprError) as info:
+        parse(make(51))
+    assert info.value.column == column
+    assert "at most 50 nested levels" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os')",
+        "__import__(1)",
+        "eval('1')",
+        "exec(1)",
+        "open(1)",
+        "getattr(1, 2)",
+        "$f.__class__",
+        "(1).real",
+        "().__class__",
+        "$f[0]",
+        "[1, 2]",
+        "{}",
+        "$f()",
+        "lambda: 1",
+        "1 if 1 else 2",
+        "1 == 1",
+        "not 1",
+        "$f; 1",
+        "f'{1}'",
+        "b'1'",
+        "1 and 2",
+        "$f = 1",
+        "$f\\\n",
+        "# 1",
+    ],
+)
+def test_python_is_refused(text):
+    with pytest.raises(ExprError) as info:
+        parse(text).evaluate({"f": 1})
+    assert info.value.column is not None
+
+
+# --- API ----------------------------------------------------------------------------
+
+
+def test_expr_object():
+    expr = parse("divisible($f * $alpha, 8) + $f")
+    assert isinstance(expr, Expr)
+    assert expr.names == frozenset({"f", "alpha"})
+    assert str(expr) == expr.text == "divisible($f * $alpha, 8) + $f"
+    assert expr == parse("divisible($f * $alpha, 8) + $f")
+    assert hash(expr) == hash(parse("divisible($f * $alpha, 8) + $f"))
+    assert expr.evaluate({"f": 32, "alpha": 0.5, "unused": "x"}) == 48
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        expr.text = "1"  # type: ignore[misc]
+    assert parse("1 + 2").names == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$f * 4", True),
+        ("$f*4", True),
+        (" $f // 2 ", True),
+        ("$f + $g", True),
+        ("round($f * $alpha)", True),
+        ("divisible($f, 8)", True),
+        ("max($a, 1)", True),
+        ("min (1, 2)", True),
+        ("$f", False),
+        (" $f ", False),
+        ("$f *", False),
+        ("$", False),
+        ("4 * $f", False),
+        ("(1 + $f)", False),
+        ("relu", False),
+        ("round", False),
+        ("rounding($f)", False),
+        ("same", False),
+        ("", False),
+        (3, False),
+        (None, False),
+        (["$f * 4"], False),
+    ],
+)
+def test_is_expression(text, expected):
+    assert is_expression(text) is expected
+
+
+def test_parse_refuses_non_strings():
+    with pytest.raises(ExprError):
+        parse(3)  # type: ignore[arg-type]
+
+
+# --- properties ---------------------------------------------------------------------
+
+ENV_NAMES = ("a", "b", "c")
+
+
+class _Out(Exception):
+    """Python's own evaluation failed or left the allowed range."""
+
+
+def _leaf():
+    return st.one_of(
+        st.integers(0, 60).map(lambda n: ("num", n)),
+        st.integers(0, 10**6).map(lambda n: ("num", n)),  # reaches the 1e15 limit
+        st.sampled_from(ENV_NAMES).map(lambda n: ("var", n)),
+    )
+
+
+def _extend(children):
+    return st.one_of(
+        st.tuples(st.just("neg"), children),
+        st.tuples(st.just("pow"), children, st.integers(0, 3)),
+        st.tuples(
+            st.just("bin"), st.sampled_from(["+", "-", "*", "/", "//", "%"]), children, children
+        ),
+    )
+
+
+TREES = st.recursive(_leaf(), _extend, max_leaves=12)
+
+
+def _render(node, dollar: str) -> str:
+    kind = node[0]
+    if kind == "num":
+        return str(node[1])
+    if kind == "var":
+        return dollar + node[1]
+    if kind == "neg":
+        return f"-({_render(node[1], dollar)})"
+    if kind == "pow":
+        return f"({_render(node[1], dollar)})**{node[2]}"
+    return f"({_render(node[2], dollar)} {node[1]} {_render(node[3], dollar)})"
+
+
+def _python(node, env):
+    """Python's evaluation of the node's text, checking every sub-expression's range."""
+    for child in node[1:]:
+        if isinstance(child, tuple):
+            _python(child, env)
+    try:
+        value = eval(_render(node, ""), {"__builtins__": {}}, dict(env))  # noqa: S307
+    except ZeroDivisionError:
+        raise _Out from None
+    if isinstance(value, complex) or not math.isfinite(value) or abs(value) > 1e15:
+        raise _Out
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(TREES, st.fixed_dictionaries({n: st.integers(-60, 60) for n in ENV_NAMES}))
+def test_random_trees_match_python(tree, env):
+    text = _render(tree, "$")
+    assume(len(text) <= 500)
+    try:
+        want = _python(tree, env)
+    except _Out:
+        with pytest.raises(ExprError):
+            parse(text).evaluate(env)
+        return
+    got = parse(text).evaluate(env)
+    assert got == want
+    assert type(got) is type(want)
+
+
+TERMS = st.tuples(
+    st.sampled_from(["", "-", "+"]),
+    st.one_of(st.integers(0, 9).map(str), st.sampled_from(["$a", "$b"])),
+    st.sampled_from(["", "**0", "**1", "**2"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["+", "-", "*", "/", "//", "%"]), TERMS), max_size=5),
+    TERMS,
+    st.integers(-9, 9),
+    st.integers(-9, 9),
+)
+def test_flat_chains_follow_python_precedence(rest, first, a, b):
+    text = "".join(first) + "".join(f" {op} {''.join(term)}" for op, term in rest)
+    env = {"a": a, "b": b}
+    try:
+        want = eval(text.replace("$", ""), {"__builtins__": {}}, dict(env))  # noqa: S307
+    except ZeroDivisionError:
+        with pytest.raises(ExprError, match="non-zero divisor"):
+            parse(text).evaluate(env)
+        return
+    got = parse(text).evaluate(env)
+    assert got == want
+    assert type(got) is type(want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(10**6), 10**6), min_size=1, max_size=5))
+def test_products_stop_at_the_range_limit(factors):
+    text = " * ".join(str(n) for n in factors)
+    prefixes = [math.prod(factors[:i]) for i in range(1, len(factors) + 1)]
+    if any(abs(p) > 1e15 for p in prefixes):
+        with pytest.raises(ExprError, match="at most 1e15"):
+            parse(text).evaluate({})
+    else:
+        assert parse(text).evaluate({}) == eval(text, {"__builtins__": {}})  # noqa: S307
