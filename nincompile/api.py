@@ -3,7 +3,8 @@
 ``compile_spec`` validates and lowers a spec to the IR and counts parameters without
 importing TensorFlow or Keras; ``build`` also makes the Keras model (after the resource
 guard, :mod:`nincompile.guard`, has estimated that it fits) and proves its counts equal
-the IR's; ``save_model`` writes a ``.keras`` file atomically.
+the IR's; ``load_weights`` fills it with trained weights (:mod:`nincompile.weights`);
+``save_model`` writes a ``.keras`` file atomically.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import guard
-from .errors import KerasMismatch, NincompileError
+from .errors import KerasMismatch, NincompileError, SpecError, format_path
 from .files import atomic_write
 from .ir import Graph, lower
 from .spec import SpecSource, load_spec
@@ -53,11 +54,32 @@ class Compiled:
                 out.append((field, want, counts[key]))
         return out
 
+    def expect_problems(self, counts: dict[str, int] | None = None) -> list[dict]:
+        """:func:`problem_dicts` for each ``expect:`` figure that differs."""
+        out = []
+        for field, want, got in self.expect_mismatches(counts):
+            path = ("expect", field)
+            line, column = self.source.locate(path)
+            out.append(
+                {
+                    "file": self.source.file,
+                    "line": line,
+                    "column": column,
+                    "path": format_path(path),
+                    "message": f"expected {want:,}, actual {got:,} ({got - want:+,})",
+                }
+            )
+        return out
+
     def summary(self) -> dict:
-        """Machine-readable summary (the ``--json`` output)."""
+        """Machine-readable summary (the ``--json`` output); ``ok`` is False and
+        ``problems`` lists them when counts differ from ``expect:``."""
+        problems = self.expect_problems()
         return {
             "name": self.name,
             "spec": self.source.file,
+            "ok": not problems,
+            "problems": problems,
             "sha256": self.source.sha256,
             "input_shape": list(self.spec.input),
             "params": self.counts(),
@@ -77,6 +99,23 @@ class Compiled:
                 for layer in self.graph.layers()
             ],
         }
+
+
+def problem_dicts(err: Exception, file: str | None = None) -> list[dict]:
+    """``err`` as JSON-ready problems: one per :class:`SpecProblem` of a
+    :class:`SpecError`, else one with the message (``file`` is where it belongs)."""
+    if isinstance(err, SpecError):
+        return [
+            {
+                "file": p.file,
+                "line": p.line,
+                "column": p.column,
+                "path": format_path(p.path) if p.path else None,
+                "message": p.message,
+            }
+            for p in err.problems
+        ]
+    return [{"file": file, "line": None, "column": None, "path": None, "message": str(err)}]
 
 
 def compile_source(source: SpecSource) -> Compiled:
@@ -117,6 +156,24 @@ def build_spec(path: str | os.PathLike):
     """``(compiled, keras_model)`` for a spec file."""
     compiled = compile_spec(path)
     return compiled, build(compiled)
+
+
+def read_weights(source: str | os.PathLike):
+    """The weights of a ``.keras`` / ``.weights.h5`` file or ``keras:NAME``, read once
+    to load into several models (see :func:`nincompile.weights.read_weights`)."""
+    from .weights import read_weights as read
+
+    return read(source)
+
+
+def load_weights(model, source):
+    """Load weights into a built model, layer by layer in order, after checking that
+    every shape fits; returns a :class:`nincompile.weights.WeightsReport` (see
+    :func:`nincompile.weights.load_weights`).  Raises
+    :class:`~nincompile.errors.WeightsError`, assigning nothing, if they do not fit."""
+    from .weights import load_weights as load
+
+    return load(model, source)
 
 
 def save_model(model, out_dir: str | os.PathLike, name: str) -> Path:

@@ -7,6 +7,7 @@ TensorFlow/Keras are imported only by the commands that need them (``build``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -77,19 +78,19 @@ def _report_expect(compiled, counts) -> bool:
 
 
 def _compiled(specs, api):
-    """``(compiled, None)`` for every model of SPECS (each variant of a spec with
-    ``variants:``), or ``(None, error)`` for a spec that fails."""
+    """``(path, compiled, None)`` for every model of SPECS (each variant of a spec with
+    ``variants:``), or ``(path, None, error)`` for a spec that fails."""
     for path in specs:
         try:
             models = api.compile_all(path)
         except NincompileError as err:
-            yield None, err
+            yield path, None, err
             continue
         if len(models) > 1:
             click.echo(f"{path}: {len(models)} variants: " + ", ".join(m.name for m in models),
                        err=True)  # fmt: skip
         for compiled in models:
-            yield compiled, None
+            yield path, compiled, None
 
 
 class _Quantity(click.ParamType):
@@ -138,6 +139,22 @@ def main() -> None:
     """Compile CBAPD model specs (YAML) into checked Keras models, Python source and ONNX."""
 
 
+def _failed_entry(path, error, api) -> dict:
+    """The ``--json`` entry of a spec that does not compile."""
+    return {"spec": str(path), "ok": False, "problems": api.problem_dicts(error, str(path))}
+
+
+def _flag_problem(summary: dict, error, api, file) -> None:
+    """Mark a ``--json`` summary failed with ``error``."""
+    summary["ok"] = False
+    summary["problems"].extend(api.problem_dicts(error, file))
+
+
+def _print_json(entries, specs) -> None:
+    one = len(entries) == 1 and len(specs) == 1  # a spec with variants gives a list
+    click.echo(json.dumps(entries[0] if one else entries, indent=2))
+
+
 @main.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
@@ -146,38 +163,67 @@ def main() -> None:
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 @click.option("--no-save", is_flag=True, help="Compile and check only; write no .keras file.")
+@click.option(
+    "--weights", metavar="FILE",
+    help="Load weights into each model before saving: a .keras or .weights.h5 file, or "
+    "keras:NAME (e.g. keras:ResNet50, Keras's ImageNet weights; needs a network). Layers "
+    "are paired in graph order, not by name; every shape must fit.",
+)  # fmt: skip
 @_limit_options
 @user_errors
-def build(specs, out, as_json, no_save, max_params, max_memory) -> None:
+def build(specs, out, as_json, no_save, weights, max_params, max_memory) -> None:
     """Validate, compile and check SPECS; write OUT/<name>.keras for each.
 
     Prints each model's layers (name, kind, output shape, params, MACs) and totals,
     and compares them with the spec's 'expect:'.  Exits 1 if any spec fails to
-    compile or any count differs from 'expect:' (that model is not saved).
+    compile, any count differs from 'expect:' or the --weights do not fit (that model
+    is not saved).
 
     A model whose estimated memory (float32 weights plus the largest activation of one
     batch of train.batch_size) or parameter count is over the limits is refused before
     anything is allocated; --max-memory and --max-params raise the limits.
+
+    With --json, prints one entry per model (one per spec that does not compile) with
+    "ok" and its "problems" (file, line, column, path, message).
     """
     from . import api, guard
+    from .errors import WeightsError
 
     limits = guard.Limits.from_env(max_params, max_memory)
     ok = True
-    summaries = []
-    for compiled, error in _compiled(specs, api):
+    entries = []
+    source = []  # the --weights, read when the first model needs them (or the error)
+
+    def weights_source():
+        if not source:
+            try:
+                source.append(api.read_weights(weights))
+            except WeightsError as err:
+                source.append(err)
+        if isinstance(source[0], WeightsError):
+            raise source[0]
+        return source[0]
+
+    for path, compiled, error in _compiled(specs, api):
         if error is not None:
             _fail(str(error))
             ok = False
+            if as_json:
+                entries.append(_failed_entry(path, error, api))
             continue
+        summary = compiled.summary() if as_json else None
         try:
             model = api.build(compiled, limits)
         except NincompileError as err:
             _fail(str(err))
             ok = False
+            if as_json:
+                _flag_problem(summary, err, api, compiled.source.file)
+                entries.append(summary)
             continue
         counts = compiled.counts()  # api.build proved Keras's counts equal these
         if as_json:
-            summaries.append(compiled.summary())
+            entries.append(summary)
             matches = not compiled.expect_mismatches(counts)
             if not matches:
                 _report_expect(compiled, counts)
@@ -187,16 +233,38 @@ def build(specs, out, as_json, no_save, max_params, max_memory) -> None:
             est = guard.estimate(compiled.graph, guard.batch_of(compiled.spec))
             click.echo(_estimate_line(compiled, est, limits))
             matches = _report_expect(compiled, counts)
-        ok &= matches
+        loaded = True
+        if weights:
+            try:
+                report = api.load_weights(model, weights_source())
+            except WeightsError as err:
+                _fail(f"{compiled.name}: {err}")
+                loaded = False
+                if as_json:
+                    _flag_problem(summary, err, api, weights)
+            else:
+                if as_json:
+                    summary["weights"] = dataclasses.asdict(report)
+                else:
+                    click.echo(
+                        f"{compiled.name}: loaded {_fmt_int(report.tensors)} tensors "
+                        f"({_fmt_int(report.params)} parameters) from {report.source}"
+                    )
+        ok &= matches and loaded
         if not matches:
-            _fail(f"{compiled.name}: not saved, because its counts differ from 'expect:'")
+            if no_save:
+                _fail(f"{compiled.name}: counts differ from 'expect:' (see above)")
+            else:
+                _fail(f"{compiled.name}: not saved, because its counts differ from 'expect:'")
+        elif not loaded:
+            if not no_save:
+                _fail(f"{compiled.name}: not saved, because its weights do not fit (see above)")
         elif not no_save:
             target = api.save_model(model, out, compiled.name)
             if not as_json:
                 click.echo(f"{compiled.name}: wrote {target}")
     if as_json:
-        one = len(summaries) == 1 and len(specs) == 1  # a spec with variants gives a list
-        click.echo(json.dumps(summaries[0] if one else summaries, indent=2))
+        _print_json(entries, specs)
     sys.exit(0 if ok else 1)
 
 
@@ -210,34 +278,41 @@ def check(specs, as_json, max_params, max_memory) -> None:
 
     Fast enough to run on every save.  Exits 1 if any spec is invalid, its counts
     differ from 'expect:' or it is over the resource limits that build applies.
+    With --json, prints one entry per model (one per invalid spec) with "ok" and its
+    "problems" (file, line, column, path, message).
     """
     from . import api, guard
 
     limits = guard.Limits.from_env(max_params, max_memory)
     ok = True
-    summaries = []
-    for compiled, error in _compiled(specs, api):
+    entries = []
+    for path, compiled, error in _compiled(specs, api):
         if error is not None:
             _fail(str(error))
             ok = False
+            if as_json:
+                entries.append(_failed_entry(path, error, api))
             continue
         try:
             est = guard.check(compiled, limits)
         except guard.ResourceError as err:
             _fail(str(err))
             ok = False
+            if as_json:
+                summary = compiled.summary()
+                _flag_problem(summary, err, api, compiled.source.file)
+                entries.append(summary)
             continue
         counts = compiled.counts()
         if as_json:
-            summaries.append(compiled.summary())
+            entries.append(compiled.summary())
             ok &= not compiled.expect_mismatches()
             continue
         click.echo(_totals_line(compiled, counts))
         click.echo(_estimate_line(compiled, est, limits))
         ok &= _report_expect(compiled, counts)
     if as_json:
-        one = len(summaries) == 1 and len(specs) == 1  # a spec with variants gives a list
-        click.echo(json.dumps(summaries[0] if one else summaries, indent=2))
+        _print_json(entries, specs)
     sys.exit(0 if ok else 1)
 
 

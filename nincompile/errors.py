@@ -38,9 +38,42 @@ def format_path(path: Path) -> str:
     return out or "<document>"
 
 
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance with adjacent transpositions (``trian`` -> ``train`` is 1)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def close_matches(word: str, choices: Iterable[str], n: int = 1) -> list[str]:
+    """The choices close enough to ``word`` to be what was meant, closest first: at most
+    one edit (insert, delete, change, swap two neighbours) per three letters of ``word``
+    (at least one; none for a one-letter word), or one word a prefix of the other
+    (``chan`` -> ``ch``).  Case is ignored.  ``dilation`` is 4 edits from
+    ``activation``: no match."""
+    w = str(word).lower()
+    scored = []
+    for choice in sorted(set(map(str, choices))):
+        c = choice.lower()
+        dist = _edit_distance(w, c)
+        ratio = difflib.SequenceMatcher(None, w, c).ratio()
+        prefix = min(len(w), len(c)) >= 2 and (w.startswith(c) or c.startswith(w))
+        limit = max(1, len(w) // 3) if len(w) > 1 else 0
+        if dist <= limit or (prefix and ratio >= 0.5):
+            scored.append((dist, -ratio, choice))
+    return [choice for _, _, choice in sorted(scored)[:n]]
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A `` (did you mean 'x'?)`` suffix for the closest choice, or ``""``."""
-    match = difflib.get_close_matches(str(word), sorted(set(choices)), n=1, cutoff=0.6)
+    match = close_matches(word, choices)
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
@@ -123,6 +156,10 @@ class VerificationFailed(ExportError):
     def __init__(self, message: str, report: ExportReport):
         super().__init__(message)
         self.report = report
+
+
+class WeightsError(NincompileError):
+    """Weights could not be read, or do not fit the model; nothing was assigned."""
 
 
 class DataError(NincompileError):

@@ -213,7 +213,8 @@ class _Tracer(Lowerer):
 
     def enter_block(self, call, block, given, x, prefix, frame, path):
         """A call of the block's helper, every parameter given, in definition order."""
-        args = tuple((k, given.get(k, default)) for k, default in block.params.items())
+        defaults = block.default_params()
+        args = tuple((k, given[k] if k in given else defaults.get(k)) for k in block.params)
         self.stmts.append(CallBlock(self.target, call.block, args, prefix, x))
         self.calls.add(call.block)
         return self.target

@@ -18,7 +18,7 @@ import itertools
 import re
 from pathlib import PurePath
 
-from ..errors import SpecError, SpecProblem
+from ..errors import SpecError, SpecProblem, did_you_mean
 from .load import SpecSource
 from .overrides import Override, apply, parse_key
 from .schema import is_identifier
@@ -43,10 +43,52 @@ def variant_names(source: SpecSource) -> list[str]:
     return [s.spec.name for s in expand(source)]
 
 
-def expand(source: SpecSource) -> list[SpecSource]:
-    """Every combination of ``variants:`` as its own validated spec; ``[source]`` when
-    the spec has none."""
+def _family(source: SpecSource) -> list[SpecSource]:
+    """Each member of ``family:`` as its own validated spec, named ``<name>_<member>``:
+    the member's values replace the spec's ``params`` (and its ``expect``, if given)."""
     spec = source.spec
+    data, _ = load_yaml(source.text, source.file)
+    data.pop("family", None)
+    if spec.variants:
+        line, col = source.locate(("variants",))
+        raise SpecError([SpecProblem(
+            "a spec has either 'family' or 'variants', not both: expected one of them",
+            ("variants",), source.file, line, col,
+        )])  # fmt: skip
+    out = []
+    for member, values in spec.family.items():
+
+        def where(message: str, path: tuple, key: str = "", member: str = member) -> SpecProblem:
+            at = ("family", member, key) if key else ("family", member)
+            line, col = source.locate(at)
+            return SpecProblem(message + f" (in family member {member})", at, source.file,
+                               line, col)  # fmt: skip
+
+        items = []
+        for key, value in values.items():
+            if key == "expect":
+                items.append(Override(("expect",), value, f"family.{member}.expect", where))
+                continue
+            if key not in spec.params:
+                known = ", ".join(spec.params) or "none"
+                raise SpecError([where(
+                    f"'{key}' is not one of the spec's params{did_you_mean(key, spec.params)}: "
+                    f"expected one of {known}, or 'expect'", (), key,
+                )])  # fmt: skip
+            items.append(Override(("params", key), value, f"family.{member}.{key}", where))
+        name = f"{spec.name}_{member}"
+        items.append(Override(("name",), name, "family member name", where))
+        header = f"{PurePath(source.file).name}: family member {name}"  # path-independent
+        out.append(apply(source, items, header, data))
+    return out
+
+
+def expand(source: SpecSource) -> list[SpecSource]:
+    """Every member of ``family:``, or every combination of ``variants:``, as its own
+    validated spec; ``[source]`` when the spec has neither."""
+    spec = source.spec
+    if spec.family:
+        return _family(source)
     if not spec.variants:
         return [source]
     data, _ = load_yaml(source.text, source.file)

@@ -1,0 +1,165 @@
+"""The twelve ``keras.applications`` models written as specs (``specs/applications/``).
+
+For each: ``check`` counts exactly Keras's parameters without building anything; the
+compiled model has Keras's layer sequence (the classes of its weight-bearing layers,
+in order, and every weight shape); and ``build --weights`` of a ``.keras`` file saved
+from Keras's own model (``weights=None``, batch norms given non-trivial statistics)
+computes Keras's function: the outputs and the classifier's inputs agree to a
+relative difference of 1e-4 on the same images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nincompile.api import compile_spec
+from nincompile.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+APPLICATIONS = ROOT / "specs" / "applications"
+
+#: spec name -> the keras.applications function it writes
+KERAS = {
+    "vgg16": "VGG16",
+    "vgg19": "VGG19",
+    "resnet50": "ResNet50",
+    "resnet50v2": "ResNet50V2",
+    "mobilenet": "MobileNet",
+    "mobilenetv2": "MobileNetV2",
+    "densenet121": "DenseNet121",
+    "xception": "Xception",
+    "inceptionv3": "InceptionV3",
+    "efficientnetb0": "EfficientNetB0",
+    "convnexttiny": "ConvNeXtTiny",
+    "mobilenetv3small": "MobileNetV3Small",
+}
+
+
+def keras_model(name: str):
+    import keras
+
+    return getattr(keras.applications, KERAS[name])(weights=None)
+
+
+def weight_layers(model) -> list:
+    """The layers with weights, in order; a nested model's (ConvNeXt's stem) in its
+    place."""
+    import keras
+
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(weight_layers(layer))
+        elif layer.weights:
+            out.append(layer)
+    return out
+
+
+def _counts(model) -> dict[str, int]:
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    return {"params": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
+
+
+def test_every_application_has_a_spec():
+    assert {p.stem for p in APPLICATIONS.glob("*.yaml")} >= set(KERAS)
+
+
+def _randomise(model, rng) -> None:
+    """Non-trivial weights everywhere, batch norm statistics included, so that a
+    model computing another function cannot agree by accident."""
+    for layer in weight_layers(model):
+        values = []
+        for w in layer.weights:
+            name = w.path.rsplit("/", 1)[-1]
+            shape = tuple(w.shape)
+            if name in ("moving_variance", "variance"):
+                v = rng.uniform(0.5, 1.5, shape)
+            elif name in ("moving_mean", "mean"):
+                v = rng.normal(0.0, 0.1, shape)
+            elif name == "count":
+                v = np.zeros(shape)
+            elif name in ("gamma",):
+                v = rng.uniform(0.8, 1.2, shape)
+            elif name in ("beta", "bias"):
+                v = rng.normal(0.0, 0.05, shape)
+            else:
+                v = np.asarray(w.numpy())  # kernels: Keras's own initialisation
+            values.append(v.astype("float32"))
+        layer.set_weights(values)
+
+
+def _classifier_input(model):
+    """A model giving ``model``'s output and the input of its last weight-bearing
+    layer (the classifier's input)."""
+    import keras
+
+    last = weight_layers(model)[-1]
+    return keras.Model(model.inputs, [model.output, last.input])
+
+
+@pytest.mark.parametrize("name", sorted(KERAS))
+def test_application_equals_keras(name, tmp_path):
+    """``expect:`` equals Keras's counts and the IR's counts equal them (no
+    TensorFlow involved in counting); the weight-bearing layers match class for class
+    and shape for shape, in order; Keras's weights, loaded from a ``.keras`` file,
+    make our model compute Keras's function."""
+    from nincompile.api import build, load_weights
+
+    ref = keras_model(name)
+    compiled = compile_spec(APPLICATIONS / f"{name}.yaml")
+    counts = _counts(ref)
+    expect = compiled.spec.expect
+    assert (expect.params, expect.trainable, expect.non_trainable) == tuple(counts.values())
+    p = compiled.graph.params
+    assert (p.total, p.trainable, p.non_trainable) == tuple(counts.values())
+
+    ours = build(compiled)
+    ref_layers, our_layers = weight_layers(ref), weight_layers(ours)
+    assert [type(x).__name__ for x in our_layers] == [type(x).__name__ for x in ref_layers]
+    for a, b in zip(ref_layers, our_layers, strict=True):
+        assert [tuple(w.shape) for w in a.weights] == [tuple(w.shape) for w in b.weights], (
+            a.name,
+            b.name,
+        )
+    assert tuple(ours.output.shape) == tuple(ref.output.shape)
+
+    rng = np.random.default_rng(0)
+    _randomise(ref, rng)
+    source = tmp_path / f"{name}_keras.keras"
+    ref.save(source)
+    report = load_weights(ours, source)
+    assert report.params == counts["params"]
+    size = compiled.spec.input
+    x = rng.uniform(0.0, 255.0, (2, *size)).astype("float32")
+    want = [np.asarray(t) for t in _classifier_input(ref)(x, training=False)]
+    got = [np.asarray(t) for t in _classifier_input(ours)(x, training=False)]
+    for what, a, b in zip(("output", "classifier input"), want, got, strict=True):
+        assert a.shape == b.shape, what
+        rel = float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12))
+        assert rel <= 1e-4, f"{name} {what}: relative difference {rel:.3g}"
+
+
+def test_build_weights_cli_writes_the_loaded_model(tmp_path):
+    """The command line: ``build SPEC --weights FILE`` saves a model that holds the
+    file's weights (MobileNetV3Small: small, and with our every newer layer kind but
+    layer scale)."""
+    import keras
+
+    ref = keras_model("mobilenetv3small")
+    _randomise(ref, np.random.default_rng(1))
+    source = tmp_path / "keras.keras"
+    ref.save(source)
+    spec = APPLICATIONS / "mobilenetv3small.yaml"
+    result = CliRunner().invoke(
+        main, ["build", str(spec), "--weights", str(source), "-o", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    ours = keras.saving.load_model(tmp_path / "mobilenetv3small.keras", compile=False)
+    for a, b in zip(weight_layers(ref), weight_layers(ours), strict=True):
+        for u, v in zip(a.get_weights(), b.get_weights(), strict=True):
+            np.testing.assert_array_equal(u, v)

@@ -1,0 +1,134 @@
+"""What check and build say: a JSON entry for every spec (invalid ones with their
+problems), what --no-save reports when counts differ, and only close suggestions."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from nincompile import api
+from nincompile.cli import main
+from nincompile.errors import close_matches, did_you_mean
+
+TINY = """\
+name: tiny
+input: [8, 8, 3]
+defaults: {padding: same, activation: relu, batch_norm: true}
+stages:
+  - {conv: [4, 3], pool: {max: 2}}
+head: [gap, {dense: 3, activation: softmax}]
+expect: {params: 143, trainable: 135, non_trainable: 8}
+"""
+INVALID = "name: bad\ninput: [8, 8, 3]\nstages: [{conv: [4, 9]}]\n"
+PROBLEM = {"line": 3, "path": "stages[0].conv"}
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def assert_invalid_entry(entry, path):
+    assert entry["spec"] == str(path) and entry["ok"] is False
+    (problem,) = entry["problems"]
+    assert set(problem) == {"file", "line", "column", "path", "message"}
+    assert problem["file"] == str(path) and isinstance(problem["column"], int)
+    assert {k: problem[k] for k in PROBLEM} == PROBLEM
+    assert problem["message"].startswith("conv window 9 is larger than the input height 8")
+
+
+@pytest.mark.parametrize("command", [["check"], ["build", "--no-save"]])
+def test_json_of_one_invalid_spec_is_its_problems(runner, spec_file, command):
+    bad = spec_file(INVALID, "bad.yaml")
+    result = runner.invoke(main, [*command, "--json", str(bad)])
+    assert result.exit_code == 1
+    assert_invalid_entry(json.loads(result.stdout), bad)
+
+
+@pytest.mark.parametrize("command", [["check"], ["build", "--no-save"]])
+def test_json_keeps_an_entry_for_every_spec(runner, spec_file, command):
+    good = spec_file(TINY, "good.yaml")
+    bad = spec_file(INVALID, "bad.yaml")
+    result = runner.invoke(main, [*command, "--json", str(good), str(bad)])
+    assert result.exit_code == 1
+    first, second = json.loads(result.stdout)
+    assert first == api.compile_spec(good).summary()
+    assert first["ok"] is True and first["problems"] == [] and first["name"] == "tiny"
+    assert_invalid_entry(second, bad)
+
+
+def test_json_expect_mismatch_is_a_located_problem(runner, spec_file):
+    path = spec_file(TINY.replace("params: 143", "params: 142"))
+    result = runner.invoke(main, ["check", "--json", str(path)])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is False and summary["expect_ok"] is False
+    assert summary["problems"] == [
+        {
+            "file": str(path),
+            "line": 7,
+            "column": 10,
+            "path": "expect.params",
+            "message": "expected 142, actual 143 (+1)",
+        }
+    ]
+
+
+def test_json_resource_refusal_is_a_problem(runner, spec_file):
+    path = spec_file(TINY)
+    result = runner.invoke(main, ["check", "--json", "--max-params", "100", str(path)])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is False and summary["name"] == "tiny"
+    (problem,) = summary["problems"]
+    assert problem["file"] == str(path) and "100" in problem["message"]
+
+
+def test_no_save_says_counts_differ_not_that_it_did_not_save(runner, spec_file, tmp_path):
+    path = spec_file(TINY.replace("params: 143", "params: 142"))
+    result = runner.invoke(main, ["build", "--no-save", str(path)])
+    assert result.exit_code == 1
+    assert "tiny: counts differ from 'expect:' (see above)" in result.output
+    assert "not saved" not in result.output
+    result = runner.invoke(main, ["build", "-o", str(tmp_path / "out"), str(path)])
+    assert result.exit_code == 1
+    assert "tiny: not saved, because its counts differ from 'expect:'" in result.output
+
+
+@pytest.mark.parametrize(
+    "word, choices, expected",
+    [
+        ("dilation", ["activation", "padding", "filters"], ""),
+        ("dilaton", ["dilation", "activation"], "dilation"),
+        ("activaton", ["activation", "dilation"], "activation"),
+        ("paddding", ["padding", "pool"], "padding"),
+        ("filter", ["filters", "kernel"], "filters"),
+        ("stride", ["strides"], "strides"),
+        ("trian", ["train", "data"], "train"),
+        ("chan", ["ch"], "ch"),
+        ("kk", ["k", "ch"], "k"),
+        ("Resnet50", ["ResNet50", "ResNet101"], "ResNet50"),
+        ("colour", ["conv", "dense", "pool"], ""),
+        ("x", ["y", "z"], ""),
+    ],
+)
+def test_did_you_mean_suggests_only_close_matches(word, choices, expected):
+    assert did_you_mean(word, choices) == (f" (did you mean '{expected}'?)" if expected else "")
+
+
+def test_close_matches_closest_first():
+    assert close_matches("paddng", ["padding", "pad", "adding", "pool"], n=3) == [
+        "padding",
+        "adding",
+        "pad",
+    ]
+
+
+def test_unknown_key_far_from_every_key_gets_no_suggestion(runner, spec_file):
+    path = spec_file(TINY.replace("{conv: [4, 3],", "{conv: [4, 3], colour: red,"))
+    result = runner.invoke(main, ["check", str(path)])
+    assert result.exit_code == 1
+    assert "unknown key 'colour'" in result.output and "did you mean" not in result.output
+    path = spec_file(TINY.replace("{conv: [4, 3],", "{conv: [4, 3], paddding: same,"))
+    result = runner.invoke(main, ["check", str(path)])
+    assert "unknown key 'paddding' (did you mean 'padding'?)" in result.output
