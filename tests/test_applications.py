@@ -10,6 +10,8 @@ relative difference of 1e-4 on the same images.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 
 from nincompile.api import compile_spec
 from nincompile.cli import main
+from nincompile.codegen.render import render_source
 
 ROOT = Path(__file__).resolve().parent.parent
 APPLICATIONS = ROOT / "specs" / "applications"
@@ -91,6 +94,8 @@ def _randomise(model, rng) -> None:
                 v = np.asarray(w.numpy())  # kernels: Keras's own initialisation
             values.append(v.astype("float32"))
         layer.set_weights(values)
+        if type(layer).__name__ == "Normalization":
+            layer.finalize_state()  # it computes with mean and variance made from these
 
 
 def _classifier_input(model):
@@ -143,6 +148,23 @@ def test_application_equals_keras(name, tmp_path):
         rel = float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12))
         assert rel <= 1e-4, f"{name} {what}: relative difference {rel:.3g}"
 
+    # The emitted module builds the same model: layer names, classes, weight shapes,
+    # and, given the same weights, the same outputs.
+    path = tmp_path / f"{name}.py"
+    path.write_text(render_source(compiled.source), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"generated_app_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    gen = module.build_model()
+    assert [(x.name, type(x).__name__) for x in gen.layers] == [
+        (x.name, type(x).__name__) for x in ours.layers
+    ]
+    gen.set_weights(ours.get_weights())
+    for layer in gen.layers:
+        if type(layer).__name__ == "Normalization":
+            layer.finalize_state()
+    np.testing.assert_array_equal(np.asarray(gen(x, training=False)), got[0])
+
 
 def test_build_weights_cli_writes_the_loaded_model(tmp_path):
     """The command line: ``build SPEC --weights FILE`` saves a model that holds the
@@ -163,3 +185,46 @@ def test_build_weights_cli_writes_the_loaded_model(tmp_path):
     for a, b in zip(weight_layers(ref), weight_layers(ours), strict=True):
         for u, v in zip(a.get_weights(), b.get_weights(), strict=True):
             np.testing.assert_array_equal(u, v)
+
+
+#: (family spec, member) -> the Keras function and arguments it equals
+FAMILY_MEMBERS = {
+    ("mobilenet_family", "mobilenet_a050"): ("MobileNet", {"alpha": 0.5}),
+    ("mobilenet_family", "mobilenet_a075"): ("MobileNet", {"alpha": 0.75}),
+    ("efficientnet", "efficientnet_b0"): ("EfficientNetB0", {}),
+    ("efficientnet", "efficientnet_b1"): ("EfficientNetB1", {}),
+    ("efficientnet", "efficientnet_b2"): ("EfficientNetB2", {}),
+}
+
+
+@pytest.mark.parametrize("family, member", sorted(FAMILY_MEMBERS))
+def test_family_member_equals_keras(family, member):
+    """A family member (one spec, its ``params`` set per member) has Keras's counts,
+    in its own ``expect:`` and in the IR, and Keras's weight-layer sequence."""
+    import keras
+
+    from nincompile.api import compile_all
+    from nincompile.keras_builder import build_model
+
+    compiled = {c.name: c for c in compile_all(APPLICATIONS / f"{family}.yaml")}[member]
+    function, kwargs = FAMILY_MEMBERS[(family, member)]
+    ref = getattr(keras.applications, function)(weights=None, **kwargs)
+    counts = _counts(ref)
+    expect = compiled.spec.expect
+    assert (expect.params, expect.trainable, expect.non_trainable) == tuple(counts.values())
+    p = compiled.graph.params
+    assert (p.total, p.trainable, p.non_trainable) == tuple(counts.values())
+    ours = build_model(compiled.graph)
+    assert [
+        (type(x).__name__, [tuple(w.shape) for w in x.weights]) for x in weight_layers(ours)
+    ] == [(type(x).__name__, [tuple(w.shape) for w in x.weights]) for x in weight_layers(ref)]
+
+
+@pytest.mark.parametrize("name", sorted(KERAS))
+def test_each_application_builds_on_its_own(name, tmp_path):
+    """``nincompile check specs/applications/<name>.yaml`` gives one model named
+    ``<name>`` whose counts match ``expect:`` (families live in files of their own)."""
+    result = CliRunner().invoke(main, ["check", str(APPLICATIONS / f"{name}.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["name"] == name and summary["ok"]
