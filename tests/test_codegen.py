@@ -527,3 +527,50 @@ def test_emit_check_needs_no_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+COMPUTED = r"""
+name: computed
+params: {alpha: 0.5}
+input: [16, 16, 3]
+defaults: {padding: same, batch_norm: true, activation: relu6}
+blocks:
+  ir:
+    description: Inverted residual whose widths, padding and shortcut are computed.
+    params: {cin: int, t: 6, c: int, s: 1}
+    branches:
+      - - {name: expand, conv: ["divisible($cin * $t * $alpha, 8)", 1]}
+        - {name: pad, pad: [[0, 1], [0, 1]], when: "$s == 2"}
+        - {name: dw, depthwise: 3, strides: $s, padding: "if($s == 2, 'valid', 'same')"}
+        - {name: project, conv: ["ceil($c * $alpha)", 1], activation: null}
+      - - {name: skip, conv: ["ceil($c * $alpha)", 1], strides: $s, when: "$s > 1 or $cin != $c"}
+    merge: add
+stages:
+  - {block: ir, with: {cin: 3, c: 16, s: 2}}
+  - {block: ir, with: {cin: 16, c: 16}}
+  - {block: ir, with: {cin: 16, t: 4, c: 24, s: 1}}
+head: [gap]
+"""
+
+
+def test_computed_values_are_written_as_python_in_helpers(tmp_path):
+    """A block whose values are expressions of its parameters (and of the spec's own
+    params) becomes a helper that computes them (``make_divisible``, ``math.ceil``,
+    conditions), and that helper builds exactly the compiled model."""
+    from nincompile.api import compile_source
+    from nincompile.keras_builder import build_model
+
+    source = parse_spec(textwrap.dedent(COMPUTED), "computed.yaml")
+    text = render_source(source)
+    assert "def ir(x, cin, t, c, s, name):" in text
+    assert "written out layer by layer" not in text
+    assert "def make_divisible(" in text and "import math" in text
+    assert "make_divisible(cin * t * 0.5, 8)" in text and "math.ceil(c * 0.5)" in text
+    assert 'padding="valid" if s == 2 else "same"' in text and "if s > 1 or cin != c:" in text
+    path = tmp_path / "computed.py"
+    path.write_text(text, encoding="utf-8")
+    gen = _import(path).build_model()
+    model = build_model(compile_source(source).graph)
+    assert [(x.name, type(x).__name__, [w.shape for w in x.weights]) for x in gen.layers] == [
+        (x.name, type(x).__name__, [w.shape for w in x.weights]) for x in model.layers
+    ]

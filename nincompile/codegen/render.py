@@ -52,6 +52,7 @@ from .trace import (
     If,
     Layer,
     Sym,
+    SymExpr,
     Trace,
     Unsupported,
     expand,
@@ -142,14 +143,31 @@ class SymbolicValues(ConcreteValues):
         self.params = params
 
     def expr(self, value: object) -> str:
+        if isinstance(value, SymExpr):
+            return self._computed(value)
         if isinstance(value, Sym):
             return self.params[value.name]
         if isinstance(value, s.Var):
             raise CodegenError(f"unresolved variable {value}")
-        if isinstance(value, tuple | list) and any(isinstance(v, s.Var) for v in value):
+        if isinstance(value, tuple | list) and s.has_vars(value):
             inner = ", ".join(self.expr(v) for v in value)
             return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
         return py_lit(value)
+
+    def _computed(self, value: SymExpr) -> str:
+        """An expression of parameters as Python: ``(f * 4)``."""
+        functions = value.expression.expr.functions
+        if "divisible" in functions:
+            self.uses.add("make_divisible")
+        if functions & {"ceil", "floor"}:
+            self.uses.add("math")
+
+        def rename(name: str) -> str:
+            if name in value.bound:
+                return py_lit(value.bound[name])
+            return self.params[name]
+
+        return _outer_parens_off(value.expression.expr.python(rename))
 
     def name(self, name: str) -> str:
         if name == NAME:
@@ -522,12 +540,27 @@ class _Module:
             "trainable": _fmt(counts.trainable),
             "non_trainable": _fmt(counts.non_trainable),
             "keras_imports": sorted(self.uses & set(IMPORTED)),
+            "import_math": "math" in self.uses,
+            "make_divisible": "make_divisible" in self.uses,
             "own_layers": self._own_layers(),
             "helpers": helpers,
             "build_body": build,
             "compile_body": compile_body,
         }
         return environment().get_template("module.py.j2").render(context)
+
+
+def _outer_parens_off(text: str) -> str:
+    """``(a * b)`` -> ``a * b``: an argument or condition needs no outer parentheses."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return text
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(text) - 1:
+            return text  # "(a) + (b)": the first parenthesis closes early
+    return text[1:-1]
 
 
 def _class_source(name: str) -> str:

@@ -42,6 +42,25 @@ class Sym(s.Var):
         return f"\x01{self.name}\x02"
 
 
+class SymExpr(Sym):
+    """An expression of block parameters while tracing (``$f * 4``): written as Python
+    in the helper, computed from the call's arguments when it runs.  ``bound`` holds
+    the values of its other variables (the spec's own ``params``)."""
+
+    __slots__ = ("bound", "expression")
+
+    def __init__(self, expression: s.Expression, bound: dict[str, Any]):
+        super().__init__(expression.name)
+        self.expression = expression
+        self.bound = bound
+
+    def evaluate(self, args: dict[str, Any]) -> Any:
+        return self.expression.expr.evaluate({**self.bound, **args})
+
+    def __str__(self) -> str:  # inside a layer name: not expressible in a helper
+        raise Unsupported(f"a layer name computed by '{self.name}'")
+
+
 class Unsupported(Exception):
     """The block uses something a helper function cannot express (rendered inline)."""
 
@@ -54,7 +73,7 @@ class Cond:
     sym: Sym
 
     def test(self, args: dict[str, Any]) -> bool:
-        value = args[self.sym.name]
+        value = _value(self.sym, args)
         if self.kind == "truthy":
             return bool(value)
         return value not in NO_ACTIVATION
@@ -190,11 +209,21 @@ class _Tracer(Lowerer):
         return self.target
 
     def resolve(self, value, frame, path):
-        """An expression of a parameter cannot be written in a helper (yet): inline."""
-        if isinstance(value, s.Expression) and any(
-            isinstance(frame.env.get(name), Sym) for name in value.expr.names
-        ):
-            raise Unsupported(f"it computes '{value}' from a parameter")
+        """An expression of parameters stays symbolic (:class:`SymExpr`); its other
+        variables are bound to their values."""
+        if isinstance(value, SymExpr):
+            return value  # resolved already
+        if isinstance(value, s.Expression):
+            names = value.expr.names
+            if any(isinstance(frame.env.get(name), SymExpr) for name in names):
+                raise Unsupported(f"it computes '{value}' from a computed value")
+            if any(isinstance(frame.env.get(name), Sym) for name in names):
+                bound = {
+                    k: frame.env[k]
+                    for k in names
+                    if k in frame.env and not isinstance(frame.env[k], Sym)
+                }
+                return SymExpr(value, bound)
         return super().resolve(value, frame, path)
 
     def repeat_count(self, count):
@@ -236,6 +265,8 @@ def _plain(value: Any) -> Any:
 
 
 def _value(value: Any, args: dict[str, Any]) -> Any:
+    if isinstance(value, SymExpr):
+        return value.evaluate(args)
     if isinstance(value, Sym):
         return args[value.name]
     if isinstance(value, list | tuple):

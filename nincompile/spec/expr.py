@@ -641,28 +641,55 @@ def _eval(node: _Node, env: Mapping[str, object]) -> Value:
 # --- Python source ------------------------------------------------------------------
 
 
+#: Python's binding strength of each operator (higher binds tighter); 0: ``a if c else b``
+_PRECEDENCE = {
+    "or": 1, "and": 2, "not": 3,
+    "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
+    "+": 5, "-": 5, "*": 6, "/": 6, "//": 6, "%": 6, "unary": 7, "**": 8,
+}  # fmt: skip
+_ATOM = 9
+
+
 def _python(node: _Node, rename: Callable[[str], str]) -> str:
+    """Python source for ``node``, with only the parentheses Python needs."""
+    return _py(node, rename)[0]
+
+
+def _py(node: _Node, rename: Callable[[str], str]) -> tuple[str, int]:
+    """(source, binding strength of its outermost operator)."""
+
+    def wrap(child: _Node, weakest: int) -> str:
+        text, strength = _py(child, rename)
+        return f"({text})" if strength < weakest else text
+
     match node:
         case _Num(value=value) | _Const(value=value):
-            return repr(value)
+            if isinstance(value, str):  # [A-Za-z0-9_.-] only: quoted as ruff writes it
+                return f'"{value}"', _ATOM
+            return repr(value), _ATOM
         case _Var(name=name):
-            return rename(name)
+            text = rename(name)
+            return text, (_PRECEDENCE["unary"] if text.startswith("-") else _ATOM)
         case _Unary(op="not", operand=operand):
-            return f"(not {_python(operand, rename)})"
+            return f"not {wrap(operand, _PRECEDENCE['not'])}", _PRECEDENCE["not"]
         case _Unary(op=op, operand=operand):
-            return f"({op}{_python(operand, rename)})"
+            return f"{op}{wrap(operand, _PRECEDENCE['unary'])}", _PRECEDENCE["unary"]
+        case _Binary(op="**", left=left, right=right):
+            strength = _PRECEDENCE["**"]
+            return f"{wrap(left, strength + 1)}**{wrap(right, _PRECEDENCE['unary'])}", strength
         case _Binary(op=op, left=left, right=right):
-            return f"({_python(left, rename)} {op} {_python(right, rename)})"
+            strength = _PRECEDENCE[op]
+            # Left-associative: the right operand binds tighter or is parenthesised;
+            # comparisons never chain.
+            left_min = strength + 1 if strength == 4 else strength
+            return f"{wrap(left, left_min)} {op} {wrap(right, strength + 1)}", strength
         case _Call(name="if", args=(cond, then, other)):
-            return (
-                f"({_python(then, rename)} if {_python(cond, rename)} "
-                f"else {_python(other, rename)})"
-            )
+            return f"{wrap(then, 1)} if {wrap(cond, 1)} else {wrap(other, 0)}", 0
         case _Call(name="min" | "max", args=(only,)):
-            return _python(only, rename)  # Python's min(x) wants an iterable
+            return _py(only, rename)  # Python's min(x) wants an iterable
         case _Call(name=name, args=args):
             inner = ", ".join(_python(arg, rename) for arg in args)
-            return f"{_PYTHON_NAMES.get(name, name)}({inner})"
+            return f"{_PYTHON_NAMES.get(name, name)}({inner})", _ATOM
     raise AssertionError(node)  # pragma: no cover
 
 
