@@ -128,11 +128,16 @@ def compile_spec(path: str | os.PathLike) -> Compiled:
     return compile_source(load_spec(path))
 
 
-def compile_all(path: str | os.PathLike) -> list[Compiled]:
-    """Every model of a spec file: one, or one per combination of its ``variants:``."""
-    from .spec.variants import expand
+def compile_all(path: str | os.PathLike, variant: str | None = None) -> list[Compiled]:
+    """Every model of a spec file: one, or one per member of its ``family:`` or
+    combination of its ``variants:``; with ``variant``, only the one of that name (or
+    name suffix after ``<spec name>_``)."""
+    from .spec.variants import expand, select
 
-    return [compile_source(s) for s in expand(load_spec(path))]
+    source = load_spec(path)
+    if variant is not None:
+        return [compile_source(select(source, variant))]
+    return [compile_source(s) for s in expand(source)]
 
 
 def build(compiled: Compiled, limits: guard.Limits | None = None):

@@ -77,20 +77,27 @@ def _report_expect(compiled, counts) -> bool:
     return False
 
 
-def _compiled(specs, api):
-    """``(path, compiled, None)`` for every model of SPECS (each variant of a spec with
-    ``variants:``), or ``(path, None, error)`` for a spec that fails."""
+def _compiled(specs, api, variant=None):
+    """``(path, compiled, None)`` for every model of SPECS (each family member or
+    variant, or only the one named ``variant``), or ``(path, None, error)`` for a spec
+    that fails."""
     for path in specs:
         try:
-            models = api.compile_all(path)
+            models = api.compile_all(path, variant)
         except NincompileError as err:
             yield path, None, err
             continue
         if len(models) > 1:
-            click.echo(f"{path}: {len(models)} variants: " + ", ".join(m.name for m in models),
+            click.echo(f"{path}: {len(models)} models: " + ", ".join(m.name for m in models),
                        err=True)  # fmt: skip
         for compiled in models:
             yield path, compiled, None
+
+
+_variant_option = click.option(
+    "--variant", metavar="NAME",
+    help="Only this family member or variant (its name, or the part after <spec name>_).",
+)  # fmt: skip
 
 
 class _Quantity(click.ParamType):
@@ -169,9 +176,10 @@ def _print_json(entries, specs) -> None:
     "keras:NAME (e.g. keras:ResNet50, Keras's ImageNet weights; needs a network). Layers "
     "are paired in graph order, not by name; every shape must fit.",
 )  # fmt: skip
+@_variant_option
 @_limit_options
 @user_errors
-def build(specs, out, as_json, no_save, weights, max_params, max_memory) -> None:
+def build(specs, out, as_json, no_save, weights, variant, max_params, max_memory) -> None:
     """Validate, compile and check SPECS; write OUT/<name>.keras for each.
 
     Prints each model's layers (name, kind, output shape, params, MACs) and totals,
@@ -204,7 +212,7 @@ def build(specs, out, as_json, no_save, weights, max_params, max_memory) -> None
             raise source[0]
         return source[0]
 
-    for path, compiled, error in _compiled(specs, api):
+    for path, compiled, error in _compiled(specs, api, variant):
         if error is not None:
             _fail(str(error))
             ok = False
@@ -271,9 +279,10 @@ def build(specs, out, as_json, no_save, weights, max_params, max_memory) -> None
 @main.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary per spec.")
+@_variant_option
 @_limit_options
 @user_errors
-def check(specs, as_json, max_params, max_memory) -> None:
+def check(specs, as_json, variant, max_params, max_memory) -> None:
     """Validate SPECS and count parameters analytically, without TensorFlow.
 
     Fast enough to run on every save.  Exits 1 if any spec is invalid, its counts
@@ -286,7 +295,7 @@ def check(specs, as_json, max_params, max_memory) -> None:
     limits = guard.Limits.from_env(max_params, max_memory)
     ok = True
     entries = []
-    for path, compiled, error in _compiled(specs, api):
+    for path, compiled, error in _compiled(specs, api, variant):
         if error is not None:
             _fail(str(error))
             ok = False

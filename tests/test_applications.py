@@ -228,3 +228,27 @@ def test_each_application_builds_on_its_own(name, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["name"] == name and summary["ok"]
+
+
+def test_readme_table_holds_the_compiled_counts():
+    """The README's table of Keras's models: one row per application, its figures
+    those the compiler counts."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {
+        line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
+        for line in readme.splitlines()
+        if line.startswith("| `") and "keras.applications." in line
+    }
+    assert set(rows) == set(KERAS)
+    for name, cells in rows.items():
+        c = compile_spec(APPLICATIONS / f"{name}.yaml")
+        p = c.graph.params
+        h, w, ch = c.spec.input
+        assert cells == [
+            f"`keras.applications.{KERAS[name]}`",
+            f"{h}×{w}×{ch}",
+            f"{p.total:,}",
+            f"{p.trainable:,}",
+            f"{p.non_trainable:,}",
+            f"{c.graph.macs / 1e9:.3f} G",
+        ], name

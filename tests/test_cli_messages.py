@@ -132,3 +132,24 @@ def test_unknown_key_far_from_every_key_gets_no_suggestion(runner, spec_file):
     path = spec_file(TINY.replace("{conv: [4, 3],", "{conv: [4, 3], paddding: same,"))
     result = runner.invoke(main, ["check", str(path)])
     assert "unknown key 'paddding' (did you mean 'padding'?)" in result.output
+
+
+def test_variant_picks_one_family_member(tmp_path):
+    """``check --variant`` takes one member of a family, by its suffix or full name;
+    an unknown one is a clean error listing the members."""
+    spec = tmp_path / "fam.yaml"
+    spec.write_text(
+        "name: fam\nparams: {width: 1.0}\n"
+        "family: {small: {width: 0.5}, big: {width: 2.0}}\n"
+        "input: [8, 8, 3]\nstages: [{conv: ['divisible(16 * $width, 8)', 3]}]\n",
+        encoding="utf-8",
+    )
+    for name in ("small", "fam_small"):
+        result = CliRunner().invoke(main, ["check", str(spec), "--variant", name, "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["name"] == "fam_small"
+    result = CliRunner().invoke(main, ["check", str(spec), "--json"])
+    assert [m["name"] for m in json.loads(result.stdout)] == ["fam_small", "fam_big"]
+    result = CliRunner().invoke(main, ["check", str(spec), "--variant", "huge"])
+    assert result.exit_code == 1
+    assert "no variant named 'huge'; expected one of: fam_small, fam_big" in result.output

@@ -164,3 +164,18 @@ def test_union_fields_report_what_the_user_wrote(extra, expected):
     assert len(problems) == len(expected)
     for want in expected:
         assert any(want in p for p in problems), (want, problems)
+
+
+def test_readme_expression_error_is_the_real_one():
+    """The README's example of an expression error is what nincompile says."""
+    from nincompile.api import compile_source
+
+    text = (
+        "name: x\nparams: {alpha: 1.0}\ninput: [32, 32, 3]\nstages:\n"
+        '  - {conv: ["divisible(32 * $alpah, 8)", 3]}\n'
+    )
+    with pytest.raises(SpecError) as info:
+        compile_source(parse_spec(text, "specs/x.yaml"))
+    (problem,) = info.value.problems
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"\n{problem}\n" in readme
