@@ -226,3 +226,120 @@ def test_pool_padding_defaults_to_the_keras_default():
 
     g = graph("name: m\ninput: [8, 8, 3]\nstages: [{pool: {max: 2}}]\n")
     assert g.nodes[1].padding == LAYER_KINDS["pool2d"].default("padding") == "valid"
+
+
+# ------------------------------------------------------------ the newer language
+
+
+def test_last_per_repeat_value_and_repeat_zero():
+    g = graph(
+        "name: t\ninput: [16, 16, 3]\nstages:\n"
+        "  - {repeat: 3, with: {s: {last: 2, rest: 1}}, stages: [{conv: [4, 1], strides: $s}]}\n"
+        "  - {repeat: 0, stages: [{conv: [8, 1]}]}\n"
+        "  - {block: b, repeat: 0}\n"
+        "blocks: {b: {stages: [{conv: [8, 1]}]}}\n"
+    )
+    convs = [n for n in g.nodes if n.kind == "conv2d"]
+    assert [c.strides for c in convs] == [1, 1, 2]
+    assert g.shapes[g.output.name] == (8, 8, 4)
+
+
+def test_kernel_of_variables_and_declared_parameter_types():
+    g = graph(
+        "name: t\ninput: [16, 16, 3]\n"
+        "blocks:\n"
+        "  cbr:\n"
+        "    params: {f: int, k: {type: size, default: 1}}\n"
+        "    stages: [{conv: [$f, $k], padding: same}]\n"
+        "  pair:\n"
+        "    params: {f: int, kh: 1, kw: 7}\n"
+        "    stages: [{conv: [$f, [$kh, $kw]], padding: same}]\n"
+        "stages:\n"
+        "  - {block: cbr, with: {f: 4}}\n"
+        "  - {block: cbr, with: {f: 4, k: [1, 7]}}\n"
+        "  - {block: pair, with: {f: 4}}\n"
+    )
+    assert [n.kernel for n in g.nodes if n.kind == "conv2d"] == [1, (1, 7), (1, 7)]
+    with pytest.raises(SpecError, match=r"expects an integer or \[height, width\] \(type size\)"):
+        graph(
+            "name: t\ninput: [16, 16, 3]\n"
+            "blocks: {cbr: {params: {k: {type: size, default: 1}}, stages: [{conv: [4, $k]}]}}\n"
+            "stages: [{block: cbr, with: {k: [1, 2, 3]}}]\n"
+        )
+
+
+def test_expressions_and_spec_params():
+    g = graph(
+        "name: t\nparams: {alpha: 0.5, res: 32}\ninput: [$res, '$res // 2', 3]\n"
+        "stages:\n"
+        "  - {repeat: 2, with: {f: {each: [16, 40]}},\n"
+        "     stages: [{conv: ['divisible($f * $alpha, 8)', 1], when: '$f > 8 and $alpha < 1'}]}\n"
+        "  - {conv: ['max(1, round($alpha * 3))', 3],\n"
+        "     padding: \"if($res > 16, 'same', 'valid')\"}\n"
+    )
+    assert g.input.shape == (32, 16, 3)
+    assert [n.filters for n in g.nodes if n.kind == "conv2d"] == [8, 24, 2]
+    assert [n.padding for n in g.nodes if n.kind == "conv2d"][-1] == "same"
+
+
+def test_expression_errors_are_located():
+    with pytest.raises(SpecError) as info:
+        graph("name: t\ninput: [8, 8, 3]\nstages: [{conv: ['$f * 4', 1]}]\n")
+    (p,) = info.value.problems
+    assert p.line == 3 and "unknown variable $f" in p.message and "column 1" in p.message
+    with pytest.raises(SpecError) as info:
+        graph("name: t\ninput: [8, 8, 3]\nstages: [{conv: ['$a * (3 +', 1]}]\n")
+    assert "at column 10" in str(info.value) and "stages[0].conv.filters" in str(info.value)
+
+
+def test_a_hint_fits_how_an_add_differs():
+    def add_error(gate: str) -> str:
+        with pytest.raises(SpecError) as info:
+            graph(
+                "name: t\ninput: [8, 8, 3]\n"
+                f"blocks: {{g: {{branches: [[], [{gate}]], merge: add}}}}\n"
+                "stages: [{block: g}]\n"
+            )
+        return str(info.value)
+
+    gate = add_error("{global_pool: avg, keepdims: true}, {conv: [3, 1]}")
+    assert "use 'merge: multiply'" in gate and "projection" not in gate
+    assert "1x1 projection to the same channels" in add_error("{conv: [6, 1]}")
+    assert "same strides" in add_error("{conv: [3, 1], strides: 2}")
+
+
+def test_every_keras_activation_is_accepted():
+    """ACTIVATIONS is every name keras.activations knows but threshold (which needs
+    arguments), and each builds."""
+    from keras.src import activations
+
+    from nincompile.spec.schema import ACTIVATIONS
+
+    assert set(ACTIVATIONS) == set(activations.ALL_OBJECTS_DICT) - {"threshold"}
+    for name in ACTIVATIONS:
+        assert callable(activations.get(name))
+
+
+def test_initializer_with_arguments_reaches_keras():
+    from nincompile.keras_builder import build_model
+
+    g = graph(
+        "name: t\ninput: [8, 8, 3]\nstages:\n"
+        "  - {conv: [4, 3], initializer: {variance_scaling: {scale: 2.0, mode: fan_out,\n"
+        "      distribution: truncated_normal}}}\n"
+        "  - {separable: [4, 3], initializer: he_normal}\n"
+    )
+    conv, sep = (layer for layer in build_model(g).layers if layer.weights)
+    config = conv.kernel_initializer.get_config()
+    assert type(conv.kernel_initializer).__name__ == "VarianceScaling"
+    assert (config["scale"], config["mode"], config["distribution"]) == (
+        2.0,
+        "fan_out",
+        "truncated_normal",
+    )
+    assert type(sep.pointwise_initializer).__name__ == "HeNormal"
+    with pytest.raises(SpecError, match="variance_scaling has no argument 'mod'"):
+        graph(
+            "name: t\ninput: [8, 8, 3]\n"
+            "stages: [{conv: [4, 3], initializer: {variance_scaling: {mod: fan_out}}}]\n"
+        )
