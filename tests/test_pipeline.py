@@ -129,3 +129,21 @@ def test_shift_fills_with_zero_and_crop_keeps_whole_pixels():
         assert (out == 0).any(), kind  # the filled border
         if kind == "crop":
             assert set(np.unique(out)) <= {0.0, 1.0}
+
+
+def test_shift_by_gathers_equals_the_affine_transform():
+    """The jit-safe shift (two gathers per axis) computes what Keras's bilinear
+    ``affine_transform`` with a zero fill computes, sub-pixel and past the edge."""
+    from keras import ops
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 12, 10, 3)).astype("float32")
+    dy = np.array([0.0, 1.5, -2.25, 11.7], "float32")
+    dx = np.array([0.3, -1.0, 4.5, -9.9], "float32")
+    ours = pipeline._shift_axis(pipeline._shift_axis(x, ops.convert_to_tensor(dy), 1), dx, 2)
+    one, zero = np.ones(4, "float32"), np.zeros(4, "float32")
+    transform = np.stack([one, zero, -dx, zero, one, -dy, zero, zero], 1)
+    keras_shift = ops.image.affine_transform(
+        x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
+    )
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(keras_shift), atol=1e-5)

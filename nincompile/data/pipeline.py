@@ -74,12 +74,39 @@ class _Augmentation(keras.layers.Layer):
         return input_shape
 
 
+def _shift_axis(x, offset, axis: int):
+    """Translate every image of ``x`` (b, h, w, c) by ``offset`` (b,) pixels along
+    ``axis`` (1: rows, 2: columns), sub-pixel by linear interpolation, zero outside.
+    Gathers and arithmetic only, so XLA compiles it on every backend."""
+    n = x.shape[axis]
+    b = ops.shape(x)[0]
+    dtype = "int32"
+    # output position i reads input position i - offset: between r0 and r0 + 1
+    pos = ops.expand_dims(ops.arange(n, dtype="float32"), 0) - ops.expand_dims(offset, 1)
+    r0 = ops.floor(pos)
+    frac = pos - r0
+    r0 = ops.cast(r0, dtype)
+    out = None
+    for index, weight in ((r0, 1.0 - frac), (r0 + 1, frac)):
+        inside = ops.cast((index >= 0) & (index < n), x.dtype)
+        index = ops.clip(index, 0, n - 1)
+        shape = (b, n, 1, 1) if axis == 1 else (b, 1, n, 1)
+        full = list(ops.shape(x))
+        gathered = ops.take_along_axis(x, ops.broadcast_to(ops.reshape(index, shape), full), axis)
+        term = gathered * ops.reshape(ops.cast(weight, x.dtype) * inside, shape)
+        out = term if out is None else out + term
+    return out
+
+
 class RandomShift(_Augmentation):
     """Translate each image by up to ``factor`` of its height and width (uniform,
     sub-pixel, bilinear), filling with 0: the NIN seed's ``width_shift_range`` /
-    ``height_shift_range`` with ``fill_mode='constant', cval=0``.  Written with
-    ``keras.ops.image.affine_transform`` because Keras's ``RandomTranslation`` turns
-    off jit compilation of the whole training step (``supports_jit = False``)."""
+    ``height_shift_range`` with ``fill_mode='constant', cval=0``.  Bilinear
+    interpolation of a translation is separable, so it is written as two gathers per
+    axis (:func:`_shift_axis`), which XLA compiles under every backend; Keras's
+    ``RandomTranslation`` turns off jit compilation of the whole training step
+    (``supports_jit = False``) and ``ops.image.affine_transform`` is an op XLA cannot
+    compile under TensorFlow (``ImageProjectiveTransformV3``)."""
 
     def __init__(self, factor, seed=None, **kwargs):
         super().__init__(seed, **kwargs)
@@ -89,13 +116,28 @@ class RandomShift(_Augmentation):
         b = ops.shape(x)[0]
         _, h, w, _ = x.shape
         f = self.factor
-        dy = keras.random.uniform((b, 1), -f, f, seed=self.generator) * h
-        dx = keras.random.uniform((b, 1), -f, f, seed=self.generator) * w
-        one, zero = ops.ones_like(dx), ops.zeros_like(dx)
-        transform = ops.concatenate([one, zero, -dx, zero, one, -dy, zero, zero], axis=1)
-        return ops.image.affine_transform(
-            x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
-        )
+        dy = keras.random.uniform((b,), -f, f, seed=self.generator) * h
+        dx = keras.random.uniform((b,), -f, f, seed=self.generator) * w
+        return _shift_axis(_shift_axis(x, dy, 1), dx, 2)
+
+
+class RandomFlip(_Augmentation):
+    """Mirror each image with probability 1/2: left-right (``horizontal``), up-down
+    (``vertical``) or each of the two on its own (``horizontal_and_vertical``), as
+    Keras's ``RandomFlip``; written with ``keras.ops`` only, so the whole augmentation
+    stack is one graph for XLA and ``torch.compile``."""
+
+    def __init__(self, mode, seed=None, **kwargs):
+        super().__init__(seed, **kwargs)
+        self.mode = mode
+
+    def transform(self, x):
+        b = ops.shape(x)[0]
+        for axis, word in ((2, "horizontal"), (1, "vertical")):
+            if word in self.mode:
+                flip = keras.random.uniform((b, 1, 1, 1), seed=self.generator) < 0.5
+                x = ops.where(flip, ops.flip(x, axis=axis), x)
+        return x
 
 
 class RandomPadCrop(_Augmentation):
@@ -152,7 +194,7 @@ def augment_layers(augment) -> list:
         return []
     layers = []
     if augment.flip:
-        layers.append(keras.layers.RandomFlip(augment.flip, name="augment_flip"))
+        layers.append(RandomFlip(augment.flip, name="augment_flip"))
     if augment.shift:
         layers.append(RandomShift(augment.shift, name="augment_shift"))
     if augment.crop:
