@@ -140,7 +140,33 @@ def _estimate_line(compiled, est, limits) -> str:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group; commands defined in other modules are imported only when
+    they run (or are listed), so ``check`` starts without Jinja2, NumPy or the
+    training and export code."""
+
+    LAZY = {
+        "emit": "nincompile.codegen.command",
+        "export": "nincompile.export.command",
+        "train": "nincompile.train.command",
+        "evaluate": "nincompile.train.command",
+        "predict": "nincompile.train.command",
+        "sweep": "nincompile.sweep.command",
+        "compare": "nincompile.sweep.command",
+    }
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx, name):
+        if name in self.LAZY and name not in self.commands:
+            import importlib
+
+            self.add_command(getattr(importlib.import_module(self.LAZY[name]), name))
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nincompile")
 def main() -> None:
     """Compile CBAPD model specs (YAML) into checked Keras models, Python source and ONNX."""
@@ -342,23 +368,6 @@ def schema(out) -> None:
     else:
         click.echo(text, nl=False)
 
-
-def _register_subcommands() -> None:
-    from .codegen.command import emit
-    from .export.command import export
-    from .sweep.command import compare, sweep
-    from .train.command import evaluate, predict, train
-
-    main.add_command(emit)
-    main.add_command(export)
-    main.add_command(train)
-    main.add_command(evaluate)
-    main.add_command(predict)
-    main.add_command(sweep)
-    main.add_command(compare)
-
-
-_register_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -136,7 +136,9 @@ def test_build_refuses_output_that_is_a_file(runner, spec_file, tmp_path):
 
 def test_readme_documents_every_command_and_option():
     readme = (ROOT / "README.md").read_text()
-    for name, command in main.commands.items():
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
         assert f"### `nincompile {name}" in readme, name
         for param in command.params:
             if isinstance(param, click.Option) and param.name != "help":
