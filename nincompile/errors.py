@@ -168,3 +168,40 @@ class DataError(NincompileError):
 
 class TrainError(NincompileError):
     """Training could not start or had to stop (bad run folder, NaN loss, ...)."""
+
+
+class RunFileError(TrainError):
+    """A file in a run folder (``checkpoint/state.json``, a checkpoint, ``history.csv``,
+    ``metrics.json``) is corrupt or is not what nincompile wrote there."""
+
+
+class TrainStopped(TrainError):
+    """Training was stopped by Ctrl-C or a signal; the message says what was kept and
+    how to resume.  ``exit_code`` is the shell's 128 + the signal's number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Stopped(BaseException):  # noqa: N818  (a signal, like KeyboardInterrupt, not an error)
+    """Raised in the main thread when a signal (SIGTERM) asks a command to stop; like
+    ``KeyboardInterrupt`` it is a ``BaseException``, so nothing swallows it on the way
+    up, and every ``atomic_write`` on the way removes its temporary file."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class InputTooLarge(NincompileError):
+    """An input (a saved model, an archive member, a data file, an image) would need
+    more memory than the limit allows; it was refused before it was read."""
+
+
+class ModelTooLarge(ModelLoadError, InputTooLarge):
+    """A saved model whose declared weights do not fit in the memory limit."""
+
+
+class DataTooLarge(DataError, InputTooLarge):
+    """Data whose declared size is over a cap of its format or the memory limit."""

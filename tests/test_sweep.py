@@ -54,7 +54,7 @@ def test_check_lists_expansions_and_json_has_one_object_each():
     assert [d["name"] for d in data] == [m.name for m in api.compile_all(ORDERS)]
     assert {d["params"]["total"] for d in data} == {972658}
     text = runner.invoke(main, ["check", str(ORDERS)])
-    assert "4 variants" in text.output and text.output.count("match 'expect:'") == 4
+    assert "4 models" in text.output and text.output.count("match 'expect:'") == 4
 
 
 @pytest.mark.parametrize(

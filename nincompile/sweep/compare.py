@@ -13,12 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import NincompileError
-from ..files import atomic_write, write_text
+from ..files import atomic_write, regular_or_missing, write_text
 from ..train import run as runs
 
 MD = "compare.md"
@@ -81,15 +82,15 @@ def find_runs(paths) -> list[Path]:
 
 def load_run(path: Path) -> RunInfo:
     folder = runs.RunFolder(path)
-    metrics = folder.read_json(runs.METRICS) or {}
-    model = path / runs.MODEL
+    metrics = folder.metrics() or {}  # checked: a bad field is a one-line error
+    model = folder.file(runs.MODEL)  # refuses a link
     return RunInfo(
         path=path,
         name=str(metrics.get("name", path.name)),
         seed=metrics.get("seed"),
         metrics=metrics,
         history=folder.read_history(),
-        size=model.stat().st_size if model.is_file() else 0,
+        size=model.stat().st_size if regular_or_missing(model, runs.WHAT) else 0,
     )
 
 
@@ -203,12 +204,24 @@ def _markdown(table: list[dict]) -> str:
                  _macs(e["macs"]), f"{e['size_mb']:.2f}",
                  str(e["epochs"])]  # fmt: skip
         cells += [e[label] for label, _, _ in COLUMNS] + [e["differs_from_best"] or "-"]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     note = (
         "\nAccuracies in %; mean ± standard deviation over seeds where there are several. "
         "Sorted by best validation accuracy; ★ marks the best.\n"
     )
     return "\n".join(lines) + "\n" + note
+
+
+def _cell(text: str) -> str:
+    """``text`` as one Markdown table cell: ``\\`` and ``|`` escaped, line breaks as
+    ``<br>``, other control characters (terminal escapes) as ``\\xNN``."""
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    return _printable(re.sub(r"\r\n|\r|\n", "<br>", text))
+
+
+def _printable(text: str) -> str:
+    """Control characters (a terminal's escape sequences among them) as ``\\xNN``."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
 def _macs(value) -> str:
@@ -252,7 +265,7 @@ def _plot(rows: list[Row], target: Path) -> None:
                 values = [h.get(key) for h in r.history]
                 if any(v is not None for v in values):
                     ax.plot(epochs, values, color=colour, alpha=0.85 if j == 0 else 0.45,
-                            label=row.name if j == 0 else None)  # fmt: skip
+                            label=_printable(row.name) if j == 0 else None)  # fmt: skip
     for ax, _, title in panels:
         ax.set_title(title)
         ax.grid(alpha=0.3)

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import click
 
-from ..cli_support import user_errors
+from ..cli_support import fail, user_errors
+from ..errors import Stopped, TrainStopped
+from ..files import regular_or_missing
 
 
 def _echo(text: str, as_json: bool) -> None:
@@ -99,6 +104,33 @@ def _console_reporter(as_json: bool):
     return Console()
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """While training, SIGTERM raises :class:`Stopped` in the main thread, as Ctrl-C
+    raises KeyboardInterrupt: training ends as it does for Ctrl-C, with what was kept
+    and how to resume, instead of dying silently."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_message(err: BaseException) -> tuple[str, int]:
+    if isinstance(err, TrainStopped):
+        return str(err), err.exit_code
+    signum = err.signum if isinstance(err, Stopped) else signal.SIGINT
+    why = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    return f"stopped by {why} before training started; nothing was trained", 128 + signum
+
+
 @click.command()
 @click.argument("spec", type=click.Path(path_type=str))
 @click.option(
@@ -169,8 +201,23 @@ def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_afte
     The run folder holds spec.yaml (overrides applied), history.csv, metrics.json,
     curves.png, model.keras, best.keras, checkpoint/ (for --resume) and tensorboard/.
     Exits 1 on bad input, on a NaN loss (the last good epoch is kept) or when --resume
-    meets a run made from another spec.
+    meets a run made from another spec; 130 on Ctrl-C and 143 on SIGTERM, saying how
+    to resume.
     """
+    try:
+        with _stop_on_sigterm():
+            _train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
+                   mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
+                   num_processes, process_id, as_json)  # fmt: skip
+    except (TrainStopped, Stopped, KeyboardInterrupt) as err:
+        message, code = _stop_message(err)
+        fail(message)
+        sys.exit(code)
+
+
+def _train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
+           mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
+           num_processes, process_id, as_json) -> None:  # fmt: skip
     from ..spec import load_spec
     from ..spec.overrides import apply_overrides
     from ..spec.variants import select
@@ -196,7 +243,8 @@ def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_afte
         if out is not None and Path(out).resolve() != spec_path.resolve():
             raise click.UsageError("give the run folder once: as SPEC or as --out, not both")
         out = str(spec_path)
-        spec_path = spec_path / runs.SPEC
+        spec_path = runs.RunFolder(spec_path).file(runs.SPEC)  # refuses a link
+        regular_or_missing(spec_path, runs.WHAT)  # and a FIFO, before opening it
     source = select(apply_overrides(load_spec(spec_path), sets), variant)
     result = train_run(
         source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,

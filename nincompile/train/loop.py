@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
+import shlex
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from .. import __version__, api
 from ..data import feed, pipeline
 from ..data.prepare import training_data
 from ..data.split import epoch_order
-from ..errors import TrainError
+from ..errors import Stopped, TrainError, TrainStopped
 from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_import import import_keras
 from . import distribute, recipe, report
@@ -143,19 +145,21 @@ def _resolve_run(source, out, resume: bool, create: bool = True):
             where = f"'{out}'" if out is not None else f"runs/{name}"
             raise TrainError(f"nothing to resume: no run folder {where}; drop --resume")
         run = runs.RunFolder(path)
-        state = run.state()
+        state = run.state()  # checked: types, a checkpoint inside checkpoint/, no link
         have = sha256_text(source.text)
-        if state is None:  # killed in its first epoch: start again, in the same folder
-            spec_file = run.file(runs.SPEC)
-            if not spec_file.is_file():
-                if any(path.iterdir()):
+        if state is None:  # failed before its first epoch: start again, in the same folder
+            spec_text = run.read_text(runs.SPEC)
+            if spec_text is None:
+                if not runs.is_empty_run_folder(path):
                     raise TrainError(
-                        f"cannot resume '{path}': it is not a run folder (no {runs.SPEC})"
+                        f"cannot resume '{path}': it is not a run folder (no {runs.SPEC}, and "
+                        "files nincompile did not write); pass another --out"
                     )
                 return run, None
-            want = sha256_text(spec_file.read_text(encoding="utf-8"))
+            want = sha256_text(spec_text)
         else:
-            want = state.get("spec_sha256")
+            want = state["spec_sha256"]
+            run.read_history(upto=state["epoch"] - 1)  # a bad history.csv: refuse it now
         if want != have:
             raise TrainError(
                 f"cannot resume '{path}': it was trained from a different spec "
@@ -207,9 +211,34 @@ def train(
     distribute.check_batch(train_cfg.batch_size, topo)
     feed.check_setting(feed.on_device_setting(spec.data), distributed=topo.distributed)
     run, state = _resolve_run(source, out, resume, create=topo.chief)
-    with run.lock() if topo.chief else contextlib.nullcontext():
-        return _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir,
-                        reporter, stop_after, t_start)  # fmt: skip
+    if resume and state is None:
+        reporter.note(f"nothing to resume in {run.path}: it has no completed epoch; "
+                      "starting it from the first epoch")  # fmt: skip
+    try:
+        with run.lock() if topo.chief else contextlib.nullcontext():
+            return _session(run, state, topo, source, compiled, train_cfg, data, val,
+                            cache_dir, reporter, stop_after, t_start)  # fmt: skip
+    except (KeyboardInterrupt, Stopped) as stop:
+        raise _stopped(run, stop, train_cfg.epochs) from None
+
+
+def _stopped(run, stop: BaseException, epochs: int) -> TrainStopped:
+    """What Ctrl-C or SIGTERM during training says: what is kept and how to go on."""
+    signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+    why = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    try:  # the message must come out whatever the folder holds
+        state = run.state()
+        has_spec = state is not None or run.read_text(runs.SPEC) is not None
+    except Exception:
+        state, has_spec = None, False
+    where = shlex.quote(str(run.path))
+    if not has_spec:  # stopped while reading the data: the folder still counts as empty
+        how = f"nothing was trained; run the same command with --out {where} to start again"
+        return TrainStopped(f"stopped by {why} before the first epoch; {how}", 128 + signum)
+    kept = f"after {state['epoch']} of {epochs} epochs" if state else "in its first epoch"
+    return TrainStopped(
+        f"stopped by {why} {kept}; resume with: nincompile train {where} --resume", 128 + signum
+    )
 
 
 def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir, reporter,
