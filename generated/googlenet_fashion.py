@@ -8,6 +8,8 @@ sha256: 9e2ce4c6e5b286bfd403b4b8ca38b05626416cf2a7cb570e850066d3faefab88
 To change the model, edit the spec and run ``nincompile emit`` again.
 """
 
+import math
+
 import keras
 from keras import layers
 
@@ -75,11 +77,83 @@ def build_model():
     return keras.Model(inputs, x, name="googlenet_fashion")
 
 
-def compile_model(model):
-    """Compile ``model`` with the optimizer, loss and metrics of ``train:``."""
-    optimizer = keras.optimizers.Adam(learning_rate=0.001)
+class EpochLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate of each optimizer step, from its epoch
+    ``step / steps_per_epoch`` (fractional):
+
+    * ``boundaries`` (``{first_epoch: rate}`` or its pairs, 0-based epochs): the rate
+      of the last boundary reached, ``learning_rate`` before the first;
+    * ``decay="cosine"``: half a cosine from ``learning_rate`` down to
+      ``min_learning_rate`` over the epochs after the warm-up; ``decay="linear"``: a
+      straight line between them (with a warm-up: a one-cycle schedule);
+    * ``warmup_epochs``: the rate is scaled by a ramp from 1/25 up to 1 over them.
+
+    It depends on the step only, so restoring the optimizer restores the schedule.
+    """
+
+    WARMUP_START = 1 / 25
+
+    def __init__(
+        self,
+        steps_per_epoch,
+        learning_rate,
+        epochs,
+        boundaries=None,
+        decay=None,
+        min_learning_rate=0.0,
+        warmup_epochs=0.0,
+    ):
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.learning_rate = float(learning_rate)
+        self.epochs = float(epochs)
+        pairs = sorted(dict(boundaries or {}).items(), key=lambda pair: int(pair[0]))
+        self.boundaries = {int(epoch): float(rate) for epoch, rate in pairs}
+        self.decay = decay
+        self.min_learning_rate = float(min_learning_rate)
+        self.warmup_epochs = min(float(warmup_epochs), self.epochs)
+
+    def __call__(self, step):
+        ops = keras.ops
+        epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
+        lr = ops.convert_to_tensor(self.learning_rate, dtype="float32")
+        for first, rate in self.boundaries.items():
+            lr = ops.where(epoch >= float(first), rate, lr)
+        top, low = self.learning_rate, self.min_learning_rate
+        warmup = self.warmup_epochs
+        t = ops.clip((epoch - warmup) / max(self.epochs - warmup, 1e-9), 0.0, 1.0)
+        if self.decay == "cosine":
+            lr = low + (top - low) * 0.5 * (1.0 + ops.cos(math.pi * t))
+        elif self.decay == "linear":
+            lr = top + (low - top) * t
+        if warmup > 0:
+            ramp = ops.clip(epoch / warmup, 0.0, 1.0)
+            lr = lr * (self.WARMUP_START + (1.0 - self.WARMUP_START) * ramp)
+        return lr
+
+    def get_config(self):
+        return {
+            "steps_per_epoch": self.steps_per_epoch,
+            "learning_rate": self.learning_rate,
+            "epochs": self.epochs,
+            "boundaries": self.boundaries,
+            "decay": self.decay,
+            "min_learning_rate": self.min_learning_rate,
+            "warmup_epochs": self.warmup_epochs,
+        }
+
+
+def compile_model(model, steps_per_epoch):
+    """Compile ``model`` as ``nincompile train`` does with ``train:``: the optimizer and
+    its learning-rate schedule, the loss and the metrics.
+
+    The spec trains for 100 epochs in batches of 512: ``steps_per_epoch`` is
+    ``math.ceil(len(x_train) / 512)``, the optimizer steps of one epoch, by which the
+    schedule counts epochs.
+    """
+    learning_rate = EpochLearningRate(steps_per_epoch, learning_rate=0.001, epochs=100)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    metrics = ["accuracy"]
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 

@@ -9,6 +9,8 @@ sha256: a81de70866dc439beb1b6f0ec1c4a099a64e703920946f3af38320e757d2c92c
 To change the model, edit the spec and run ``nincompile emit`` again.
 """
 
+import math
+
 import keras
 from keras import layers, regularizers
 
@@ -132,11 +134,90 @@ def build_model():
     return keras.Model(inputs, x, name="nin_bamd")
 
 
-def compile_model(model):
-    """Compile ``model`` with the optimizer, loss and metrics of ``train:``."""
-    optimizer = keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True)
+class EpochLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate of each optimizer step, from its epoch
+    ``step / steps_per_epoch`` (fractional):
+
+    * ``boundaries`` (``{first_epoch: rate}`` or its pairs, 0-based epochs): the rate
+      of the last boundary reached, ``learning_rate`` before the first;
+    * ``decay="cosine"``: half a cosine from ``learning_rate`` down to
+      ``min_learning_rate`` over the epochs after the warm-up; ``decay="linear"``: a
+      straight line between them (with a warm-up: a one-cycle schedule);
+    * ``warmup_epochs``: the rate is scaled by a ramp from 1/25 up to 1 over them.
+
+    It depends on the step only, so restoring the optimizer restores the schedule.
+    """
+
+    WARMUP_START = 1 / 25
+
+    def __init__(
+        self,
+        steps_per_epoch,
+        learning_rate,
+        epochs,
+        boundaries=None,
+        decay=None,
+        min_learning_rate=0.0,
+        warmup_epochs=0.0,
+    ):
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+        self.learning_rate = float(learning_rate)
+        self.epochs = float(epochs)
+        pairs = sorted(dict(boundaries or {}).items(), key=lambda pair: int(pair[0]))
+        self.boundaries = {int(epoch): float(rate) for epoch, rate in pairs}
+        self.decay = decay
+        self.min_learning_rate = float(min_learning_rate)
+        self.warmup_epochs = min(float(warmup_epochs), self.epochs)
+
+    def __call__(self, step):
+        ops = keras.ops
+        epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
+        lr = ops.convert_to_tensor(self.learning_rate, dtype="float32")
+        for first, rate in self.boundaries.items():
+            lr = ops.where(epoch >= float(first), rate, lr)
+        top, low = self.learning_rate, self.min_learning_rate
+        warmup = self.warmup_epochs
+        t = ops.clip((epoch - warmup) / max(self.epochs - warmup, 1e-9), 0.0, 1.0)
+        if self.decay == "cosine":
+            lr = low + (top - low) * 0.5 * (1.0 + ops.cos(math.pi * t))
+        elif self.decay == "linear":
+            lr = top + (low - top) * t
+        if warmup > 0:
+            ramp = ops.clip(epoch / warmup, 0.0, 1.0)
+            lr = lr * (self.WARMUP_START + (1.0 - self.WARMUP_START) * ramp)
+        return lr
+
+    def get_config(self):
+        return {
+            "steps_per_epoch": self.steps_per_epoch,
+            "learning_rate": self.learning_rate,
+            "epochs": self.epochs,
+            "boundaries": self.boundaries,
+            "decay": self.decay,
+            "min_learning_rate": self.min_learning_rate,
+            "warmup_epochs": self.warmup_epochs,
+        }
+
+
+def compile_model(model, steps_per_epoch):
+    """Compile ``model`` as ``nincompile train`` does with ``train:``: the optimizer and
+    its learning-rate schedule, the loss and the metrics.
+
+    The spec trains for 200 epochs in batches of 128: ``steps_per_epoch`` is
+    ``math.ceil(len(x_train) / 128)``, the optimizer steps of one epoch, by which the
+    schedule counts epochs.
+    """
+    learning_rate = EpochLearningRate(
+        steps_per_epoch,
+        learning_rate=0.05,
+        epochs=200,
+        boundaries={0: 0.05, 61: 0.01, 121: 0.002, 161: 4e-4},
+    )
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate, momentum=0.9, nesterov=True
+    )
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=False)
-    metrics = ["accuracy"]
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 

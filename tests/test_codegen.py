@@ -247,7 +247,7 @@ def test_compile_model_applies_train_section(pair):
     if train is None:
         assert not hasattr(module, "compile_model")
         return
-    module.compile_model(gen)
+    module.compile_model(gen, steps_per_epoch=10)
     opt = gen.optimizer
     names = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
     assert type(opt).__name__ == names.get(train.optimizer, "Nadam")
@@ -266,7 +266,7 @@ def test_zoo_metrics_evaluate(zoo):
     import numpy as np
 
     module = _import(zoo[1])
-    gen = module.compile_model(module.build_model())
+    gen = module.compile_model(module.build_model(), steps_per_epoch=1)
     x = np.zeros((2, 16, 16, 3), "float32")
     result = gen.evaluate(x, np.array([1, 2]), verbose=0, return_dict=True)
     assert {"accuracy", "top_5_accuracy"} <= set(result)
@@ -288,7 +288,7 @@ def test_compile_model_for_each_optimizer_and_loss(tmp_path, train):
     assert not errors
     generated.target.write_text(generated.text, encoding="utf-8")
     module = _import(generated.target)
-    model = module.compile_model(module.build_model())
+    model = module.compile_model(module.build_model(), steps_per_epoch=1)
     t = api.compile_spec(spec).spec.train
     assert type(model.optimizer).__name__.lower() == t.optimizer
     assert float(model.optimizer.learning_rate) == pytest.approx(t.learning_rate)

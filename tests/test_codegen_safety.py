@@ -24,6 +24,7 @@ from nincompile.codegen.render import environment
 from nincompile.errors import SpecError
 from nincompile.spec import parse_spec
 from nincompile.spec.schema import is_identifier
+from nincompile.train.recipe import OWN_CLASSES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -129,10 +130,18 @@ def test_hostile_with_key_is_a_spec_error():
 # ------------------------------------------------------- hostile free text
 
 
-ALLOWED_IMPORTS = {"keras", "keras.layers", "keras.regularizers"}
+ALLOWED_IMPORTS = {"keras", "keras.layers", "keras.regularizers", "math"}
 ALLOWED_CALL_PREFIXES = ("layers.", "keras.optimizers.", "keras.losses.", "keras.metrics.")
 ALLOWED_CALLS = {"keras.Input", "keras.Model", "regularizers.L2", "model.compile", "float"}
+ALLOWED_CALLS |= set(OWN_CLASSES)  # compile_model's schedule (and loss) class
 FORBIDDEN = {"exec", "eval", "__import__", "compile", "open", "system", "os.system", "getattr"}
+SCHEDULE_FILE = Path(__file__).resolve().parent.parent / "nincompile" / "train" / "schedule.py"
+
+
+def _library_class(name: str) -> str:
+    text = SCHEDULE_FILE.read_text(encoding="utf-8")
+    (node,) = [c for c in ast.parse(text).body if getattr(c, "name", None) == name]
+    return ast.get_source_segment(text, node)
 
 
 def dotted(node: ast.AST) -> str:
@@ -157,7 +166,13 @@ def check_module(text: str) -> ast.Module:
     assert imports <= ALLOWED_IMPORTS and "keras" in imports
     helpers = {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
     assert not helpers & FORBIDDEN
-    for node in ast.walk(tree):
+    # compile_model's classes are nincompile/train/schedule.py's, copied verbatim
+    copied = [c for c in tree.body if isinstance(c, ast.ClassDef)]
+    for cls in copied:
+        assert cls.name in OWN_CLASSES
+        assert ast.get_source_segment(text, cls) == _library_class(cls.name)
+    rest = ast.Module([n for n in tree.body if n not in copied], [])
+    for node in ast.walk(rest):
         if not isinstance(node, ast.Call):
             continue
         name = dotted(node.func)
@@ -259,7 +274,7 @@ def test_hostile_modules_run_and_create_no_marker(hostile, tmp_path):
             with contextlib.redirect_stdout(io.StringIO()):
                 runpy.run_path(path, run_name="__main__")
             module = runpy.run_path(path)
-            module["compile_model"](module["build_model"]())
+            module["compile_model"](module["build_model"](), 1)
         print("ran", len({paths!r}))
         """
     )

@@ -25,6 +25,7 @@ from ..ir import nodes as n
 from ..ir.lower import NO_ACTIVATION, Lowerer
 from ..spec import schema as s
 from ..spec.load import SpecSource
+from ..train.table import OWN_CLASSES, Obj, Ref, table
 from .layers import HANDLERS, IMPORTED, OWN_LAYERS, describe
 from .pysrc import (
     INDENT,
@@ -61,8 +62,13 @@ from .trace import (
 )
 
 # Module-level names of a generated file; block helpers and parameters avoid them.
-_MODULE_NAMES = {"keras", *IMPORTED, "build_model", "compile_model"}
-_LOCAL_NAMES = {"x", "name", "inputs", "model", "optimizer", "loss", "metrics"}
+_MODULE_NAMES = {"keras", "math", *IMPORTED, *OWN_CLASSES, "build_model", "compile_model"}
+_LOCAL_NAMES = {
+    *("x", "name", "inputs", "model"),
+    *("steps_per_epoch", "learning_rate", "optimizer", "loss", "metrics"),  # compile_model
+}
+# The file whose classes (the learning-rate schedule, ...) compile_model copies.
+_SCHEDULE_FILE = "train/schedule.py"
 _LOCAL_PATTERN = re.compile(r"(t|branch)\d+_*")
 
 
@@ -475,30 +481,23 @@ class _Module:
         return lines
 
     # -------------------------------------------------------- compile_model
-    def _compile(self) -> list[str] | None:
+    def _compile(self) -> dict | None:
+        """``compile_model``: the calls of :func:`nincompile.train.table.table`, which
+        ``nincompile train`` makes too, and the source of the recipe classes it names
+        (copied from ``nincompile/train/schedule.py``)."""
         train = self.spec.train
         if train is None:
             return None
-        opt_args: list[Expr] = [Kw("learning_rate", Atom(py_lit(train.learning_rate)))]
-        for key in ("momentum", "nesterov", "weight_decay"):
-            value = getattr(train, key)
-            if value is not None:
-                opt_args.append(Kw(key, Atom(py_lit(value))))
-        optimizer = Call(Atom(f"keras.optimizers.{s.OPTIMIZERS[train.optimizer]}"), tuple(opt_args))
-        loss_args: tuple[Expr, ...] = ()
-        if train.loss != "mean_squared_error":
-            loss_args = (Kw("from_logits", Atom(py_lit(train.from_logits))),)
-        loss = Call(Atom(f"keras.losses.{s.LOSSES[train.loss]}"), loss_args)
-        metrics: list[Expr] = []
-        for metric in train.metrics:
-            if metric == "top_5_accuracy":
-                cls = "SparseTopKCategoricalAccuracy"
-                if train.loss != "sparse_categorical_crossentropy":
-                    cls = "TopKCategoricalAccuracy"
-                kws = (Kw("k", Atom("5")), Kw("name", Atom(py_str(metric))))
-                metrics.append(Call(Atom(f"keras.metrics.{cls}"), kws))
-            else:
-                metrics.append(Atom(py_str(metric)))
+        recipe = table(train)
+        self.uses.add("math")  # EpochLearningRate's cosine
+        lines: list[str] = []
+        classes: list[str] = []
+        for var, made in recipe.objects():
+            objs = made if isinstance(made, tuple) else (made,)
+            classes += [o.cls for o in objs if o.cls in OWN_CLASSES and o.cls not in classes]
+            exprs = [_recipe_call(o) for o in objs]
+            value = List(tuple(exprs)) if isinstance(made, tuple) else exprs[0]
+            lines += layout(f"{var} = ", value, "", 1)
         compile_call = Call(
             Atom("model.compile"),
             (
@@ -507,13 +506,31 @@ class _Module:
                 Kw("metrics", Atom("metrics")),
             ),
         )
-        return [
-            *layout("optimizer = ", optimizer, "", 1),
-            *layout("loss = ", loss, "", 1),
-            *layout("metrics = ", List(tuple(metrics)), "", 1),
-            *layout("", compile_call, "", 1),
-            f"{INDENT}return model",
+        lines += [*layout("", compile_call, "", 1), f"{INDENT}return model"]
+        epochs, batch = train.epochs, train.batch_size
+        doc = [
+            "Compile ``model`` as ``nincompile train`` does with ``train:``: the optimizer "
+            "and its learning-rate schedule, the loss and the metrics.",
+            "",
+            f"The spec trains for {epochs} epochs in batches of {batch}: ``steps_per_epoch`` "
+            f"is ``math.ceil(len(x_train) / {batch})``, the optimizer steps of one epoch, "
+            "by which the schedule counts epochs.",
         ]
+        if recipe.dtype_policy != "float32":
+            doc += [
+                "",
+                "It trains in mixed precision: build the model after "
+                f'``keras.config.set_dtype_policy("{recipe.dtype_policy}")``.',
+            ]
+        width = LINE_LENGTH - 4
+        wrapped: list[str] = []
+        for para in doc:
+            wrapped += textwrap.wrap(para, width, break_on_hyphens=False) if para else [""]
+        return {
+            "classes": [_class_source(name, _SCHEDULE_FILE) for name in classes],
+            "doc": _docstring(wrapped, 1),
+            "body": lines,
+        }
 
     def _own_layers(self) -> list[str]:
         """The source of each of our own layer classes the model uses (copied from
@@ -528,7 +545,7 @@ class _Module:
     def render(self) -> str:
         helpers = [self._helper(b) for b in self.functions]
         build = self._build()
-        compile_body = self._compile()
+        compile_model = self._compile()
         counts = self.graph.params
         description = doc_lines(self.spec.description or "", LINE_LENGTH - 4)
         context = {
@@ -545,7 +562,7 @@ class _Module:
             "own_layers": self._own_layers(),
             "helpers": helpers,
             "build_body": build,
-            "compile_body": compile_body,
+            "compile_model": compile_model,
         }
         return environment().get_template("module.py.j2").render(context)
 
@@ -563,13 +580,13 @@ def _outer_parens_off(text: str) -> str:
     return text[1:-1]
 
 
-def _class_source(name: str) -> str:
-    """The text of class ``name`` of ``nincompile/keras_layers.py``, read as a file
-    (no import: keras_layers imports Keras), without its registration decorator."""
+def _class_source(name: str, file: str = "keras_layers.py") -> str:
+    """The text of class ``name`` of ``nincompile/<file>``, read as a file (no import:
+    those modules import Keras), without its registration decorator."""
     import ast
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "keras_layers.py"
+    path = Path(__file__).resolve().parent.parent / file
     text = path.read_text(encoding="utf-8")
     (cls,) = [
         node
@@ -578,6 +595,23 @@ def _class_source(name: str) -> str:
     ]
     lines = text.splitlines()[cls.lineno - 1 : cls.end_lineno]
     return "\n".join(lines)
+
+
+def _recipe_value(key: str | None, value: object) -> Expr:
+    """An argument of a recipe call: a name, or a literal.  A step schedule too long for
+    one line as a dict is written as a list of pairs (the class takes either)."""
+    if isinstance(value, Ref):
+        return Atom(value.name)
+    text = py_lit(value)
+    if isinstance(value, dict) and len(f"{INDENT * 2}{key}={text},") > LINE_LENGTH:
+        return List(tuple(Atom(py_lit(pair)) for pair in value.items()))
+    return Atom(text)
+
+
+def _recipe_call(obj: Obj) -> Call:
+    args = [_recipe_value(None, v) for v in obj.args]
+    args += [Kw(k, _recipe_value(k, v)) for k, v in obj.kwargs]
+    return Call(Atom(obj.cls), tuple(args))
 
 
 def render_source(src: SpecSource, label: str | None = None, sha256: str | None = None) -> str:

@@ -1,12 +1,81 @@
-"""The spec's ``train:`` section as Keras objects: optimiser, loss, metrics, precision
-and compilation, chosen per backend and device."""
+"""The spec's ``train:`` section as Keras objects: optimiser, learning-rate schedule,
+loss, metrics, precision and compilation, chosen per backend and device.
+
+The objects are made from :func:`.table.table`, the one translation of ``train:``
+into Keras, which the code generator also writes into a generated module's
+``compile_model``: :func:`compile_args` gives what a generated ``compile_model(model,
+steps_per_epoch)`` passes to ``model.compile``.  Only the choices that depend on the
+machine (:func:`jit_compile`, :func:`device`) are not in the table; a generated
+module leaves them to Keras.
+"""
 
 from __future__ import annotations
 
 from ..keras_import import import_keras
-from ..spec.schema import LOSSES, OPTIMIZERS
+from . import schedule as own_classes
+from .table import OWN_CLASSES, Obj, Recipe, Ref, arguments, dtype_policy, table
 
 keras = import_keras()
+
+__all__ = [
+    "OWN_CLASSES",
+    "Obj",
+    "Recipe",
+    "Ref",
+    "arguments",
+    "compile_args",
+    "device",
+    "dtype_policy",
+    "jit_compile",
+    "loss",
+    "make",
+    "metrics",
+    "optimizer",
+    "table",
+]
+
+
+def make(obj: Obj, steps_per_epoch: int | None = None, **made):
+    """The Keras object ``obj`` describes."""
+    if obj.cls in OWN_CLASSES:
+        cls = getattr(own_classes, obj.cls)
+    else:
+        cls = keras
+        for part in obj.cls.split(".")[1:]:
+            cls = getattr(cls, part)
+    args, kwargs = arguments(obj, steps_per_epoch, **made)
+    return cls(*args, **kwargs)
+
+
+def compile_args(train, steps_per_epoch: int) -> dict:
+    """``model.compile`` arguments of ``train:``: ``optimizer`` (with its learning-rate
+    schedule), ``loss`` and ``metrics``, made as a generated ``compile_model`` makes
+    them.  Build the model under :func:`dtype_policy` for mixed precision."""
+    recipe = table(train)
+    learning_rate = make(recipe.learning_rate, steps_per_epoch)
+    return {
+        "optimizer": make(recipe.optimizer, learning_rate=learning_rate),
+        "loss": make(recipe.loss),
+        "metrics": [make(m) for m in recipe.metrics],
+    }
+
+
+def optimizer(train, schedule):
+    """The optimiser of ``train:`` with the learning rate ``schedule``."""
+    return make(table(train).optimizer, learning_rate=schedule)
+
+
+def loss(train, n_classes: int | None = None):
+    """The loss of ``train:`` (``n_classes`` is not needed: smoothed sparse labels are
+    made as wide as the predictions)."""
+    return make(table(train).loss)
+
+
+def metrics(train) -> list:
+    return [make(m) for m in table(train).metrics]
+
+
+# ------------------------------------------------------------ machine-dependent
 
 
 def device() -> dict:
@@ -48,63 +117,3 @@ def jit_compile(setting) -> bool:
     if backend == "tensorflow":
         return device()["kind"] == "gpu"
     return False
-
-
-def dtype_policy(setting) -> str:
-    if setting is True or setting == "float16":
-        return "mixed_float16"
-    if setting == "bfloat16":
-        return "mixed_bfloat16"
-    return "float32"
-
-
-def optimizer(train, schedule):
-    kwargs = {"learning_rate": schedule}
-    for key in ("momentum", "nesterov", "weight_decay"):
-        value = getattr(train, key)
-        if value is not None:
-            kwargs[key] = value
-    return getattr(keras.optimizers, OPTIMIZERS[train.optimizer])(**kwargs)
-
-
-def loss(train, n_classes: int):
-    """The loss; sparse cross-entropy with label smoothing is computed on one-hot
-    labels (Keras's sparse loss has no smoothing)."""
-    ls = float(train.label_smoothing or 0.0)
-    if train.loss == "sparse_categorical_crossentropy" and ls > 0:
-        from_logits = train.from_logits
-
-        def sparse_smoothed_crossentropy(y_true, y_pred):
-            ops = keras.ops
-            y = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), n_classes)
-            return keras.losses.categorical_crossentropy(
-                y, y_pred, from_logits=from_logits, label_smoothing=ls
-            )
-
-        return sparse_smoothed_crossentropy
-    cls = getattr(keras.losses, LOSSES[train.loss])
-    if train.loss == "mean_squared_error":
-        return cls()
-    kwargs = {"from_logits": train.from_logits}
-    if ls > 0 and train.loss != "sparse_categorical_crossentropy":
-        kwargs["label_smoothing"] = ls
-    return cls(**kwargs)
-
-
-def metrics(train) -> list:
-    sparse = train.loss == "sparse_categorical_crossentropy"
-    out = []
-    for m in train.metrics:
-        if m == "accuracy":
-            cls = keras.metrics.SparseCategoricalAccuracy if sparse else keras.metrics.Accuracy
-            if not sparse and train.loss == "categorical_crossentropy":
-                cls = keras.metrics.CategoricalAccuracy
-            out.append(cls(name="accuracy"))
-        elif m == "top_5_accuracy":
-            cls = (
-                keras.metrics.SparseTopKCategoricalAccuracy
-                if sparse
-                else keras.metrics.TopKCategoricalAccuracy
-            )
-            out.append(cls(k=5, name="top_5_accuracy"))
-    return out
