@@ -83,6 +83,24 @@ class _BatchHook(keras.callbacks.Callback):
         self.reporter.batch(batch, logs or {})
 
 
+def host_batches(x, y, batch_size: int) -> dict:
+    """What ``fit``/``evaluate`` take for images fed from the host, in order: under
+    TensorFlow a ``tf.data.Dataset`` of the batches with tf.data's autotuning off
+    (Keras's own pipeline for arrays autotunes, and at each epoch's end the main thread
+    waited seconds in the iterator's destructor for the autotuning thread: issue 20),
+    with a fixed prefetch of two batches; under JAX and PyTorch the arrays and the
+    batch size (their adapters do not use tf.data).  The batches are the same either
+    way: consecutive slices of ``batch_size``, the last one partial."""
+    if keras.backend.backend() != "tensorflow":
+        return {"x": x, "y": y, "batch_size": batch_size}
+    import tensorflow as tf
+
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return {"x": data.with_options(options)}
+
+
 class _EpochSeed(keras.callbacks.Callback):
     """Sets every random state as each epoch begins (see ``pipeline.reseed``)."""
 
@@ -364,8 +382,8 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
                               shuffle=False, verbose=0, callbacks=hooks)  # fmt: skip
         else:
             fit = wrapper.fit(
-                x[order], y[order], batch_size=local_bs, epochs=epoch + 1, initial_epoch=epoch,
-                shuffle=False, verbose=0, callbacks=hooks,
+                **host_batches(x[order], y[order], local_bs), epochs=epoch + 1,
+                initial_epoch=epoch, shuffle=False, verbose=0, callbacks=hooks,
             )  # fmt: skip
         seconds = time.perf_counter() - t0
         logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
@@ -389,9 +407,9 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
             if val_batches is not None:
                 ev = wrapper.evaluate(val_batches, verbose=0, return_dict=True)
             elif val_rows is None:
-                ev = wrapper.evaluate(xv, yv, batch_size=val_bs, verbose=0, return_dict=True)
+                ev = wrapper.evaluate(**host_batches(xv, yv, val_bs), verbose=0, return_dict=True)
             else:
-                ev = wrapper.evaluate(xv[val_rows], yv[val_rows], batch_size=local_bs,
+                ev = wrapper.evaluate(**host_batches(xv[val_rows], yv[val_rows], local_bs),
                                       verbose=0, return_dict=True)  # fmt: skip
             row["val_loss"] = float(ev.get("loss"))
             row["val_accuracy"] = float(ev["accuracy"]) if "accuracy" in ev else None
