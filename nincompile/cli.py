@@ -121,8 +121,10 @@ class _Quantity(click.ParamType):
 def _limit_options(fn):
     fn = click.option(
         "--max-memory", type=_Quantity("size", "parse_size"), metavar="SIZE",
-        help="Refuse a model whose float32 weights plus largest activation of one batch "
-        "exceed SIZE (e.g. 32GiB; default 16GiB or $NINCOMPILE_MAX_MEMORY).",
+        help="Refuse a model whose estimated memory exceeds SIZE (e.g. 32GiB): for training "
+        "(a spec with train:) weights, gradients, optimiser slots and every activation of "
+        "one batch; else weights and the largest activation.  [default: "
+        "$NINCOMPILE_MAX_MEMORY, else the memory available now]",
     )(fn)  # fmt: skip
     return click.option(
         "--max-params", type=_Quantity("count", "parse_count"), metavar="N",
@@ -134,9 +136,10 @@ def _limit_options(fn):
 def _estimate_line(compiled, est, limits) -> str:
     from .guard import format_bytes
 
+    what = "for training" if est.training else "(float32)"
     return (
-        f"{compiled.name}: memory estimate (float32) {est.describe()}; limit "
-        f"{format_bytes(limits.max_memory)}"
+        f"{compiled.name}: memory estimate {what} {est.describe()}; limit "
+        f"{format_bytes(limits.max_memory)} ({limits.memory_source})"
     )
 
 
@@ -213,9 +216,10 @@ def build(specs, out, as_json, no_save, weights, variant, max_params, max_memory
     compile, any count differs from 'expect:' or the --weights do not fit (that model
     is not saved).
 
-    A model whose estimated memory (float32 weights plus the largest activation of one
-    batch of train.batch_size) or parameter count is over the limits is refused before
-    anything is allocated; --max-memory and --max-params raise the limits.
+    A model whose estimated memory (for a spec with train:, what training one batch of
+    train.batch_size takes: weights, gradients, optimiser slots and every activation)
+    or parameter count is over the limits is refused before anything is allocated;
+    --max-memory and --max-params raise the limits.
 
     With --json, prints one entry per model (one per spec that does not compile) with
     "ok" and its "problems" (file, line, column, path, message).
@@ -264,7 +268,7 @@ def build(specs, out, as_json, no_save, weights, variant, max_params, max_memory
         else:
             _print_table(compiled)
             click.echo(_totals_line(compiled, counts))
-            est = guard.estimate(compiled.graph, guard.batch_of(compiled.spec))
+            est = guard.estimate_of(compiled)
             click.echo(_estimate_line(compiled, est, limits))
             matches = _report_expect(compiled, counts)
         loaded = True

@@ -6,7 +6,11 @@ from one ``.npz`` file takes a fraction of that.  Entries live in a cache folder
 ``~/.cache/nincompile``), one ``.npz`` file per decoded folder, named by a key that
 changes whenever anything the decoded arrays depend on changes: the format version,
 the folder's absolute path, every image file's relative path, size and modification
-time, the channels and target size asked for, and the class list.
+time, the channels, target size and resize mode asked for, whether every image was
+brought to the target size (evaluation) or only the larger ones (training), and the
+class list.  Entries hold the images as they were decoded for the model, already
+resized, never the originals: a folder of photos costs its image count times the
+model's input, not its megapixels.
 
 The cache never makes a read fail: an unreadable or corrupt entry is ignored (and
 rewritten after decoding), and a cache folder that cannot be written only skips
@@ -28,7 +32,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: Bump when the decoded arrays or the key's inputs change meaning.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: images resized as they are decoded
 
 ENV_VAR = "NINCOMPILE_CACHE"
 
@@ -57,6 +61,8 @@ def folder_key(
     channels: int,
     size: tuple[int, int] | None,
     classes: Sequence[str],
+    resize: str = "stretch",
+    exact: bool = False,
 ) -> str:
     """The sha256 hex key of one decoded folder (see the module docstring).
 
@@ -72,7 +78,8 @@ def folder_key(
             h.update(str(part).encode("utf-8", "surrogateescape"))
             h.update(b"\0")
 
-    add("nincompile-folder-cache", FORMAT_VERSION, root, channels, size, len(classes), *classes)
+    add("nincompile-folder-cache", FORMAT_VERSION, root, channels, size, resize, exact)
+    add(len(classes), *classes)
     add(len(files))
     for rel in files:
         st = os.stat(os.path.join(root, rel))

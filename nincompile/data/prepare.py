@@ -54,18 +54,29 @@ def subset(raw: sources.RawData, idx, what: str) -> sources.RawData:
 def _check_outputs(raw: sources.RawData, n_outputs: int | None, where: str) -> None:
     if n_outputs is not None and len(raw.classes) > n_outputs:
         raise DataError(
-            f"{where}: {len(raw.classes)} classes but the model has {n_outputs} outputs; "
+            f"{sources.printable(where)}: {len(raw.classes)} classes but the model has "
+            f"{n_outputs} outputs; "
             "make the last layer as wide as the number of classes"
         )
 
 
+def resize_mode(spec) -> str:
+    """How images of another size reach the model's input: the spec's ``data.resize``,
+    or ``pad`` (what :func:`nincompile.data.pipeline.wrap` does without a spec)."""
+    data = getattr(spec, "data", None)
+    return data.resize if data is not None else "pad"
+
+
+def _classes(spec):
+    data = spec.data
+    return list(data.classes) if data is not None and data.classes else None
+
+
 def _read(spec, path, split: str, cache_dir, progress) -> sources.RawData:
     h, w, c = spec.input
-    data = spec.data
-    classes = list(data.classes) if data is not None and data.classes else None
     return sources.read_source(
-        path, split=split, classes=classes, channels=c, size=(h, w), cache_dir=cache_dir,
-        progress=progress,
+        path, split=split, classes=_classes(spec), channels=c, size=(h, w),
+        resize=resize_mode(spec), cache_dir=cache_dir, progress=progress,
     )  # fmt: skip
 
 
@@ -104,7 +115,9 @@ def training_data(
         val = _read(spec, val_path, "test", cache_dir, progress)
         if val.classes != raw.classes:
             raise DataError(
-                f"--val {val_path} has classes {val.classes}, the training data {raw.classes}"
+                f"--val {sources.printable(val_path)} has classes "
+                f"[{sources._names(val.classes)}], the training data "
+                f"[{sources._names(raw.classes)}]"
             )
         notes.append(f"validation: {val.describe()}")
     else:
@@ -135,3 +148,26 @@ def evaluation_data(spec, path, *, n_outputs=None, cache_dir=None, progress=None
     raw = _read(spec, path, "test", cache_dir, progress)
     _check_outputs(raw, n_outputs, str(path))
     return raw
+
+
+def evaluation_batches(
+    spec, path, *, batch: int = sources.DECODE_BATCH, n_outputs=None, cache_dir=None,
+    progress=None,
+):  # fmt: skip
+    """``(data, batches)`` of ``--data PATH`` for ``evaluate``: ``data`` holds the
+    labels and classes, ``batches`` yields uint8 image arrays of at most ``batch``
+    images in label order.  A class folder is decoded batch by batch, every image
+    brought to the model's input (``data.resize``) as it is decoded, so memory depends
+    on the batch, not on the folder; a CIFAR or MNIST download (at most 10,000 test
+    images) is read whole and sliced."""
+    h, w, c = spec.input
+    if sources.detect(path) == "folder":
+        raw, batches = sources.folder_batches(
+            path, classes=_classes(spec), channels=c, size=(h, w), resize=resize_mode(spec),
+            batch=batch, cache_dir=cache_dir, progress=progress,
+        )  # fmt: skip
+        _check_outputs(raw, n_outputs, str(path))
+        return raw, batches
+    raw = evaluation_data(spec, path, n_outputs=n_outputs, cache_dir=cache_dir, progress=progress)
+    images = raw.images
+    return raw, (images[i : i + batch] for i in range(0, len(images), batch))

@@ -23,21 +23,30 @@ TensorFlow or Keras at module level (Keras only inside ``load_keras_dataset``).
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import gzip
 import io
+import lzma
+import math
 import os
 import pickle
+import re
+import stat
 import struct
 import tarfile
+import threading
+import unicodedata
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from .. import guard
+from ..errors import DataError, DataTooLarge
 from . import cache as _cache
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -60,6 +69,15 @@ CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = ("test_batch",)
 CIFAR_META = "batches.meta"
+#: What the format allows: a batch pickles 10,000 images of 3,072 bytes, their labels
+#: and file names (the originals are 31,035,5xx bytes; a batch pickled again by Python 3
+#: with protocol 2 writes the pixels as latin-1 text, up to 2 bytes each);
+#: batches.meta is 158 bytes.
+CIFAR_BATCH_IMAGES = 10_000
+CIFAR_BATCH_MAX_BYTES = CIFAR_BATCH_IMAGES * (2 * 3072 + 1) + (4 << 20)
+CIFAR_META_MAX_BYTES = 64 << 10
+#: The whole archive, decompressed (the real one: 184 MB).
+CIFAR_ARCHIVE_MAX_BYTES = 8 * CIFAR_BATCH_MAX_BYTES
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -75,6 +93,27 @@ def _accepted_forms() -> str:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text) -> str:
+    """``text`` safe to print on a terminal: control characters (escape sequences,
+    bells, carriage returns), bidirectional overrides and bytes that are not UTF-8
+    (kept by the file system as surrogates) are written as ``\\xNN``/``\\uNNNN``;
+    everything else, accented letters included, is kept."""
+    text = str(text)
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, from os.fsdecode
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs"):
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _plural(n: int, word: str) -> str:
@@ -94,13 +133,15 @@ class RawData:
     classes: list[str]
     kind: str  # "folder" | "cifar10-batches" | "cifar10-tar" | "idx" | "keras:<name>" | "synthetic"
     location: str  # the path (or dataset name) read
+    count: int | None = None  # images, when they are read in batches (``images`` empty)
 
     def describe(self) -> str:
         """``folder 'data/train': 50,000 images, 10 classes, 32x32x3``."""
         n, h, w, c = self.images.shape
+        n = n if self.count is None else self.count
         where = self.kind
         if self.kind in _PATH_KINDS:
-            where += f" '{self.location}'"
+            where += f" '{printable(self.location)}'"
         return f"{where}: {_plural(n, 'image')}, {_plural(len(self.classes), 'class')}, {h}x{w}x{c}"
 
     def __repr__(self) -> str:
@@ -171,6 +212,32 @@ def _check_split(split: str) -> str:
 
 # ---------------------------------------------------------------------- decoding
 
+#: Pixels (width x height) an image may have; larger ones are refused before they are
+#: decoded.  Pillow's own default; raise with NINCOMPILE_MAX_IMAGE_PIXELS.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+MAX_IMAGE_PIXELS_ENV = "NINCOMPILE_MAX_IMAGE_PIXELS"
+#: ``data.resize`` modes: how an image of another shape reaches the model's input.
+RESIZE_MODES = ("pad", "stretch", "crop")
+#: Images decoded at a time by evaluate and predict (and read_images).
+DECODE_BATCH = 256
+
+
+def max_image_pixels() -> int:
+    """The pixel limit: ``$NINCOMPILE_MAX_IMAGE_PIXELS``, else Pillow's default."""
+    raw = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(float(raw.replace("_", "").replace(",", "")))
+    except (ValueError, OverflowError):
+        value = 0
+    if value < 1:
+        raise DataError(
+            f"environment variable {MAX_IMAGE_PIXELS_ENV}: expected a positive number of "
+            f"pixels, e.g. 200000000; received {raw!r}"
+        )
+    return value
+
 
 def _pil():
     try:
@@ -182,29 +249,172 @@ def _pil():
     return Image
 
 
-def _decode_one(path: str | os.PathLike, mode: str) -> np.ndarray:
-    """One image file as a uint8 (H, W, C) array in Pillow ``mode``."""
+def _check_resize(resize: str) -> str:
+    if resize not in RESIZE_MODES:
+        raise DataError(f"resize must be one of {', '.join(RESIZE_MODES)}; received {resize!r}")
+    return resize
+
+
+def _too_many_pixels(path, w: int, h: int, limit: int) -> DataTooLarge:
+    return DataTooLarge(
+        f"image '{printable(path)}' is {w:,}x{h:,} = {w * h:,} pixels, over the limit of "
+        f"{limit:,} pixels; it was not decoded. If such images are expected, raise the "
+        f"limit with the environment variable {MAX_IMAGE_PIXELS_ENV}, or resize the file."
+    )
+
+
+def _fit(im, size: tuple[int, int], resize: str):
+    """Pillow image ``im`` at ``size`` = (h, w): stretched, centre-cropped to the
+    aspect ratio, or resized keeping the aspect ratio and padded with black (as
+    :class:`nincompile.data.pipeline.Preprocess` does on the device)."""
     Image = _pil()
+    th, tw = size
+    w, h = im.size
+    if (h, w) == (th, tw):
+        return im
+    bilinear = Image.Resampling.BILINEAR
+    if resize == "crop":
+        ch = min(h, max(1, round(w * th / tw)))
+        cw = min(w, max(1, round(h * tw / th)))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return im.resize((tw, th), bilinear, box=(left, top, left + cw, top + ch))
+    if resize == "pad":
+        scale = min(tw / w, th / h)
+        nw, nh = max(1, min(tw, round(w * scale))), max(1, min(th, round(h * scale)))
+        canvas = Image.new(im.mode, (tw, th))
+        canvas.paste(im.resize((nw, nh), bilinear), ((tw - nw) // 2, (th - nh) // 2))
+        return canvas
+    return im.resize((tw, th), bilinear)
+
+
+def _draft_size(w: int, h: int, size: tuple[int, int], resize: str) -> tuple[int, int]:
+    """The (width, height) a JPEG must at least be decoded at to give ``size``."""
+    th, tw = size
+    if resize == "stretch":
+        return tw, th
+    scale = max(tw / w, th / h) if resize == "crop" else min(tw / w, th / h)
+    return max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))
+
+
+_SMALL_IMAGE_BYTES = 1 << 20
+
+
+class _Budget:
+    """Bytes of full-size decoded pixels the decoding threads may hold at once, so
+    memory depends on the budget, not on the number of threads times the largest
+    image; an image larger than the whole budget is decoded alone."""
+
+    def __init__(self, total: int):
+        self.total = max(int(total), 1)
+        self.free = self.total
+        self.cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, need: int):
+        if need <= _SMALL_IMAGE_BYTES:  # thumbnails (CIFAR's 3 KB): not worth the lock
+            yield
+            return
+        need = min(int(need), self.total)
+        with self.cond:
+            self.cond.wait_for(lambda: self.free >= need)
+            self.free -= need
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.free += need
+                self.cond.notify_all()
+
+
+def _decode_budget() -> _Budget:
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode == "P" and "transparency" in im.info:
-                im = im.convert("RGBA")
-            if im.mode != mode:
-                im = im.convert(mode)
-            arr = np.asarray(im, dtype=np.uint8)
-    except Exception as err:  # PIL.UnidentifiedImageError, OSError, truncated data, bombs
+        memory = guard.Limits.from_env().max_memory
+    except guard.LimitError:
+        memory = guard.DEFAULT_MAX_MEMORY
+    return _Budget(min(max(memory // 8, 256 << 20), 2 << 30))
+
+
+_NO_BUDGET = _Budget(1 << 62)
+
+
+def _open_image_file(path):
+    try:
+        return guard.open_regular(path)
+    except guard.NotRegularFile as err:
+        raise DataError(
+            f"image file '{printable(path)}' is not a regular file ({err.kind}); expected a "
+            f"{'/'.join(IMAGE_SUFFIXES)} image"
+        ) from None
+    except FileNotFoundError:
+        raise DataError(f"image file '{printable(path)}' does not exist") from None
+
+
+def _decode_one(
+    path: str | os.PathLike,
+    mode: str,
+    size: tuple[int, int] | None = None,
+    resize: str = "stretch",
+    *,
+    only_larger: bool = False,
+    max_pixels: int | None = None,
+    budget: _Budget | None = None,
+) -> np.ndarray:
+    """One image file as a uint8 (H, W, C) array in Pillow ``mode``.
+
+    The file must be a regular file (a FIFO is refused, never opened blocking) of at
+    most ``max_pixels`` pixels (default :func:`max_image_pixels`), checked from its
+    header before any pixel is decoded.  With ``size`` = (h, w) the image is brought
+    to it as it is decoded (``resize``: stretch, crop or pad; a JPEG is decoded at a
+    reduced scale when that still covers ``size``); with ``only_larger``, only images
+    of more pixels than ``size`` are.
+    """
+    Image = _pil()
+    limit = max_pixels or max_image_pixels()
+    budget = budget or _NO_BUDGET
+    f = _open_image_file(path)
+    try:
+        with f:
+            try:
+                im = Image.open(f)
+            except Image.DecompressionBombError as err:
+                m = re.search(r"\((\d+) pixels\)", str(err))
+                shown = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
+                raise DataTooLarge(
+                    f"image '{printable(path)}' is {shown}, over the limit of {limit:,} pixels; "
+                    f"it was not decoded. If such images are expected, raise the limit with "
+                    f"the environment variable {MAX_IMAGE_PIXELS_ENV}, or resize the file."
+                ) from None
+            with im:
+                w, h = im.size
+                if w * h > limit:
+                    raise _too_many_pixels(path, w, h, limit)
+                fit = size is not None and (not only_larger or w * h > size[0] * size[1])
+                if fit and im.format == "JPEG":
+                    im.draft(None, _draft_size(w, h, size, resize))
+                dw, dh = im.size
+                with budget.hold(dw * dh * 4):
+                    im.load()
+                    if im.mode == "P" and "transparency" in im.info:
+                        im = im.convert("RGBA")
+                    if im.mode != mode:
+                        im = im.convert(mode)
+                    if fit:
+                        im = _fit(im, size, resize)
+                    arr = np.asarray(im, dtype=np.uint8)
+    except DataError:
+        raise
+    except Exception as err:  # PIL.UnidentifiedImageError, OSError, truncated data
         try:
             empty = os.path.getsize(path) == 0
         except OSError:
             empty = False
         if empty:
             raise DataError(
-                f"image file '{path}' is empty (0 bytes); expected a "
+                f"image file '{printable(path)}' is empty (0 bytes); expected a "
                 f"{'/'.join(IMAGE_SUFFIXES)} image. Remove or replace the file."
             ) from None
         raise DataError(
-            f"cannot read image '{path}': {_first_line(err)}. Expected a readable "
+            f"cannot read image '{printable(path)}': {_first_line(err)}. Expected a readable "
             f"{'/'.join(IMAGE_SUFFIXES)} image; remove or replace the file."
         ) from None
     if arr.ndim == 2:
@@ -212,15 +422,15 @@ def _decode_one(path: str | os.PathLike, mode: str) -> np.ndarray:
     return arr
 
 
-def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of one uint8 (H, W, C) image to ``size`` = (h, w) with Pillow."""
+def _resize(arr: np.ndarray, size: tuple[int, int], resize: str = "stretch") -> np.ndarray:
+    """One uint8 (H, W, C) image brought to ``size`` = (h, w) with Pillow (bilinear;
+    ``resize``: stretch, crop or pad)."""
     if arr.shape[:2] == size:
         return arr
     Image = _pil()
-    h, w = size
     c = arr.shape[2]
     im = Image.fromarray(arr[:, :, 0] if c == 1 else arr)
-    out = np.asarray(im.resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
+    out = np.asarray(_fit(im, size, resize), dtype=np.uint8)
     return out[:, :, None] if out.ndim == 2 else out
 
 
@@ -237,45 +447,74 @@ def _decode_files(
     mode: str,
     *,
     resize_to: tuple[int, int] | None = None,
+    resize: str = "stretch",
+    only_larger: bool = False,
     progress: Progress | None = None,
+    pool: ThreadPoolExecutor | None = None,
+    budget: _Budget | None = None,
+    done: int = 0,
+    total: int | None = None,
 ) -> list[np.ndarray]:
-    """Decode ``files`` in order on a thread pool, each resized to ``resize_to`` when
-    given.  Pillow releases the GIL while decoding pixels, which is where large images
-    spend their time; tiny ones (CIFAR's 32x32) are bound by Pillow's Python header
-    parsing instead, about 0.17 ms a file (50,000 files: ~8 s)."""
-    total = len(files)
-    if total:
+    """Decode ``files`` in order on a thread pool, each brought to ``resize_to`` as it
+    is decoded (see :func:`_decode_one`).  Pillow releases the GIL while decoding
+    pixels, which is where large images spend their time; tiny ones (CIFAR's 32x32)
+    are bound by Pillow's Python header parsing instead, about 0.17 ms a file (50,000
+    files: ~8 s).  The threads together hold at most ``budget`` bytes of full-size
+    pixels; each image is reduced before the next is decoded."""
+    n = len(files)
+    total = n if total is None else total
+    if n:
         _pil().preinit()  # register the common plugins once, not racing in the threads
-    chunk = max(1, min(512, total // (_workers() * 8) or 1))
-    chunks = [files[i : i + chunk] for i in range(0, total, chunk)]
+        _raise_pillow_limit()
+    limit = max_image_pixels()
+    budget = budget or _decode_budget()
+    chunk = max(1, min(512, n // (_workers() * 8) or 1))
+    chunks = [files[i : i + chunk] for i in range(0, n, chunk)]
 
     def work(part: Sequence[str | os.PathLike]) -> list[np.ndarray]:
-        out = [_decode_one(p, mode) for p in part]
-        if resize_to is not None:
-            out = [_resize(a, resize_to) for a in out]
-        return out
+        if resize_to is None:  # the two-argument call keeps _decode_one easy to stand in for
+            return [_decode_one(p, mode) for p in part]
+        return [
+            _decode_one(p, mode, resize_to, resize, only_larger=only_larger, max_pixels=limit,
+                        budget=budget)
+            for p in part
+        ]  # fmt: skip
 
     results: list[np.ndarray] = []
-    if progress is not None:
+    if progress is not None and done == 0:
         progress(0, total)
     if len(chunks) <= 1:
         for part in chunks:
             results.extend(work(part))
-        if progress is not None and total:
-            progress(total, total)
+        if progress is not None and n:
+            progress(done + n, total)
         return results
-    with ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="decode") as pool:
+    own = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="decode")
+    try:
         futures = [pool.submit(work, part) for part in chunks]
         try:
             for fut in futures:
                 results.extend(fut.result())
                 if progress is not None:
-                    progress(len(results), total)
+                    progress(done + len(results), total)
         except BaseException:
             for fut in futures:
                 fut.cancel()
             raise
+    finally:
+        if own:
+            pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def _raise_pillow_limit() -> None:
+    """Pillow refuses images over twice its ``MAX_IMAGE_PIXELS``; when ours is raised
+    above that, Pillow's follows (ours is checked first, for every image)."""
+    Image = _pil()
+    limit = max_image_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _stack_sized(
@@ -284,6 +523,7 @@ def _stack_sized(
     size: tuple[int, int] | None,
     where: str,
     root: Path | None = None,
+    resize: str = "stretch",
 ) -> np.ndarray:
     """Stack decoded images: all one size -> kept; mixed sizes -> resized to ``size``
     (or a DataError saying which sizes were found when there is no ``size``)."""
@@ -300,14 +540,14 @@ def _stack_sized(
             for hw, n in shown[:4]:
                 f = sizes[hw]
                 name = os.path.relpath(f, root) if root is not None else str(f)
-                parts.append(f"{hw[0]}x{hw[1]} ({_plural(n, 'file')}, e.g. '{name}')")
+                parts.append(f"{hw[0]}x{hw[1]} ({_plural(n, 'file')}, e.g. '{printable(name)}')")
             more = f" and {len(shown) - 4} more sizes" if len(shown) > 4 else ""
             raise DataError(
                 f"{where} holds images of {len(sizes)} different sizes: "
                 f"{', '.join(parts)}{more}. Give a target size (height, width), e.g. the "
                 "model's input size, to resize them to, or make all images one size."
             )
-        arrays = [_resize(a, size) for a in arrays]
+        arrays = [_resize(a, size, resize) for a in arrays]
     if not arrays:
         raise DataError(f"{where} holds no images")
     return np.stack(arrays).astype(np.uint8, copy=False)
@@ -345,23 +585,59 @@ def list_image_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> 
                 found.extend(Path(dirpath) / f for f in filenames if _is_image(Path(f)))
             if not found:
                 raise DataError(
-                    f"folder '{p}' holds no image files; expected "
+                    f"folder '{printable(p)}' holds no image files; expected "
                     f"{', '.join(IMAGE_SUFFIXES)} files in it or its sub-folders"
                 )
             for f in sorted(found):
-                add(f)
+                if f.is_file():  # a FIFO or a device named like an image is not one
+                    add(f)
         elif p.is_file():
             if p.suffix.lower() not in IMAGE_SUFFIXES:
                 raise DataError(
-                    f"'{p}' is not an image file: expected a name ending in "
+                    f"'{printable(p)}' is not an image file: expected a name ending in "
                     f"{', '.join(IMAGE_SUFFIXES)}"
                 )
             add(p)
         elif p.exists():
-            raise DataError(f"'{p}' is neither an image file nor a folder")
+            raise DataError(
+                f"'{printable(p)}' is neither an image file nor a folder "
+                f"({guard.file_kind(p.stat().st_mode)})"
+            )
         else:
-            raise DataError(f"'{p}' does not exist; expected an image file or a folder of images")
+            raise DataError(
+                f"'{printable(p)}' does not exist; expected an image file or a folder of images"
+            )
     return out
+
+
+def iter_image_batches(
+    paths: Sequence[str | os.PathLike],
+    *,
+    channels: int,
+    size: tuple[int, int],
+    resize: str = "stretch",
+    batch: int = DECODE_BATCH,
+    progress: Progress | None = None,
+) -> Iterator[np.ndarray]:
+    """The given image files as uint8 ``(n, h, w, channels)`` arrays of at most
+    ``batch`` images each, in order, every image brought to ``size`` = (h, w) as it
+    is decoded (``resize``: stretch, crop or pad).  Memory depends on ``batch`` and on
+    the decoding budget, never on how many files there are."""
+    mode = _check_channels(channels)
+    size = _check_size(size)
+    _check_resize(resize)
+    if size is None:
+        raise DataError("iter_image_batches needs a size (height, width)")
+    batch = max(1, int(batch))
+    files = list(paths)
+    budget = _decode_budget()
+    with ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="decode") as pool:
+        for i in range(0, len(files), batch):
+            part = files[i : i + batch]
+            arrays = _decode_files(part, mode, resize_to=size, resize=resize, pool=pool,
+                                   budget=budget, progress=progress, done=i,
+                                   total=len(files))  # fmt: skip
+            yield np.stack(arrays).astype(np.uint8, copy=False)
 
 
 def read_images(
@@ -369,12 +645,14 @@ def read_images(
     *,
     channels: int,
     size: tuple[int, int] | None = None,
+    resize: str = "stretch",
     progress: Progress | None = None,
 ) -> np.ndarray:
     """Decode the given image files into one uint8 ``(N, H, W, channels)`` array.
 
-    With ``size`` = (h, w) every image is resized (Pillow bilinear) to it; without,
-    the images must all have one size.
+    With ``size`` = (h, w) every image is brought to it (Pillow bilinear; ``resize``:
+    stretch, crop or pad) as it is decoded, in batches of :data:`DECODE_BATCH`;
+    without, the images must all have one size.
     """
     mode = _check_channels(channels)
     size = _check_size(size)
@@ -382,10 +660,15 @@ def read_images(
     if not files:
         raise DataError("no image files were given to read")
     for f in files:
-        if not f.is_file():
-            raise DataError(f"image file '{f}' does not exist")
-    arrays = _decode_files(files, mode, resize_to=size, progress=progress)
-    where = f"'{files[0]}'" if len(files) == 1 else "the images given"
+        if not f.exists():
+            raise DataError(f"image file '{printable(f)}' does not exist")
+    if size is not None:
+        parts = iter_image_batches(
+            files, channels=channels, size=size, resize=resize, progress=progress
+        )
+        return np.concatenate(list(parts))
+    arrays = _decode_files(files, mode, progress=progress)
+    where = f"'{printable(files[0])}'" if len(files) == 1 else "the images given"
     return _stack_sized(arrays, files, size, where)
 
 
@@ -414,7 +697,7 @@ def _class_folders(root: Path) -> tuple[dict[str, list[str]], int]:
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as err:
-        raise DataError(f"cannot list folder '{root}': {_first_line(err)}") from None
+        raise DataError(f"cannot list folder '{printable(root)}': {_first_line(err)}") from None
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -423,7 +706,9 @@ def _class_folders(root: Path) -> tuple[dict[str, list[str]], int]:
                 with os.scandir(entry.path) as it:
                     files = sorted(e.name for e in it if _is_image_name(e.name) and e.is_file())
             except OSError as err:
-                raise DataError(f"cannot list folder '{entry.path}': {_first_line(err)}") from None
+                raise DataError(
+                    f"cannot list folder '{printable(entry.path)}': {_first_line(err)}"
+                ) from None
             if files:
                 found[entry.name] = files
         elif _is_image_name(entry.name) and entry.is_file():
@@ -436,11 +721,11 @@ def sample_class_images(folder: str | os.PathLike, limit: int) -> list[Path]:
     the classes in sorted order so every class is represented."""
     root = Path(folder)
     if not root.is_dir():
-        raise DataError(f"'{root}' is not a folder of class sub-folders")
+        raise DataError(f"'{printable(root)}' is not a folder of class sub-folders")
     found, _ = _class_folders(root)
     if not found:
         raise DataError(
-            f"'{root}' holds no images: expected class sub-folders of "
+            f"'{printable(root)}' holds no images: expected class sub-folders of "
             f"{', '.join(IMAGE_SUFFIXES)} files"
         )
     per_class = [[root / name / f for f in files] for name, files in found.items()]
@@ -465,6 +750,10 @@ def _has_class_folder(root: Path) -> bool:
     return False
 
 
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(printable(n) for n in names)
+
+
 def _match_classes(found: Sequence[str], classes: Sequence[str] | None, where: str) -> list[str]:
     """The class list to label with: ``classes`` if given (it must hold exactly the
     classes ``found``), else ``found`` sorted."""
@@ -473,32 +762,29 @@ def _match_classes(found: Sequence[str], classes: Sequence[str] | None, where: s
     classes = [str(c) for c in classes]
     if len(set(classes)) != len(classes):
         dup = sorted({c for c in classes if classes.count(c) > 1})
-        raise DataError(f"the class list names {', '.join(map(repr, dup))} more than once")
+        raise DataError(
+            f"the class list names {', '.join(repr(printable(d)) for d in dup)} more than once"
+        )
     missing = [c for c in classes if c not in set(found)]
     extra = sorted(set(found) - set(classes))
     if missing or extra:
         detail = []
         if missing:
-            detail.append(f"missing: {', '.join(missing)}")
+            detail.append(f"missing: {_names(missing)}")
         if extra:
-            detail.append(f"not in the class list: {', '.join(extra)}")
+            detail.append(f"not in the class list: {_names(extra)}")
         raise DataError(
             f"{where} does not match the class list. Expected classes "
-            f"[{', '.join(classes)}]; found [{', '.join(sorted(found))}] ({'; '.join(detail)})."
+            f"[{_names(classes)}]; found [{_names(sorted(found))}] ({'; '.join(detail)})."
         )
     return classes
 
 
-def _read_folder(
-    root: Path,
-    *,
-    classes: Sequence[str] | None,
-    channels: int,
-    size: tuple[int, int] | None,
-    cache_dir,
-    progress: Progress | None,
-) -> RawData:
-    mode = _check_channels(channels)
+def _folder_files(
+    root: Path, classes: Sequence[str] | None
+) -> tuple[list[str], list[str], np.ndarray]:
+    """``(class names, relative files "class/file.jpg", int32 labels)`` of a folder of
+    class sub-folders."""
     found, loose = _class_folders(root)
     if not found:
         hint = (
@@ -507,14 +793,33 @@ def _read_folder(
             if loose
             else ""
         )
-        raise DataError(f"folder '{root}' holds no class sub-folders with images.{hint}")
-    names = _match_classes(list(found), classes, f"the class sub-folders of '{root}'")
+        raise DataError(f"folder '{printable(root)}' holds no class sub-folders with images.{hint}")
+    names = _match_classes(list(found), classes, f"the class sub-folders of '{printable(root)}'")
     rel: list[str] = []  # "class/file.jpg"
     labels: list[int] = []
     for i, name in enumerate(names):
         rel.extend(f"{name}/{f}" for f in found[name])
         labels.extend([i] * len(found[name]))
-    label_arr = np.asarray(labels, dtype=np.int32)
+    return names, rel, np.asarray(labels, dtype=np.int32)
+
+
+def _read_folder(
+    root: Path,
+    *,
+    classes: Sequence[str] | None,
+    channels: int,
+    size: tuple[int, int] | None,
+    resize: str,
+    cache_dir,
+    progress: Progress | None,
+) -> RawData:
+    """Decode a class folder.  Images of more pixels than ``size`` are brought to it as
+    they are decoded (``resize``), so the folder costs at most its image count times
+    the model's input; smaller ones are kept as they are when all share one size (the
+    device resizes them per batch), else brought to ``size`` too.  The decode cache
+    stores what is returned, never the originals."""
+    mode = _check_channels(channels)
+    names, rel, label_arr = _folder_files(root, classes)
     base = str(root)
     files = [os.path.join(base, r) for r in rel]
 
@@ -522,7 +827,9 @@ def _read_folder(
     key = None
     if cdir is not None:
         try:
-            key = _cache.folder_key(root, rel, channels=channels, size=size, classes=names)
+            key = _cache.folder_key(
+                root, rel, channels=channels, size=size, classes=names, resize=resize
+            )
         except OSError:
             key = None
         hit = _cache.load(cdir, key) if key is not None else None
@@ -533,12 +840,88 @@ def _read_folder(
                     progress(len(files), len(files))
                 return RawData(images, cached_labels, names, "folder", str(root))
 
-    arrays = _decode_files(files, mode, progress=progress)
-    images = _stack_sized(arrays, files, size, f"folder '{root}'", root)
+    arrays = _decode_files(
+        files, mode, resize_to=size, resize=resize, only_larger=True, progress=progress
+    )
+    images = _stack_sized(arrays, files, size, f"folder '{printable(root)}'", root, resize)
     del arrays
     if key is not None:
         _cache.store(cdir, key, images, label_arr, names)
     return RawData(images, label_arr, names, "folder", str(root))
+
+
+def folder_batches(
+    path: str | os.PathLike,
+    *,
+    classes: Sequence[str] | None = None,
+    channels: int = 3,
+    size: tuple[int, int],
+    resize: str = "stretch",
+    batch: int = DECODE_BATCH,
+    cache_dir: str | os.PathLike | bool | None = None,
+    progress: Progress | None = None,
+) -> tuple[RawData, Iterator[np.ndarray]]:
+    """A class folder for evaluation, read in batches: ``(data, batches)`` where
+    ``data`` holds the labels and classes (its ``images`` an empty ``(0, h, w, c)``
+    array) and ``batches`` yields uint8 ``(n, h, w, channels)`` arrays of at most
+    ``batch`` images, in label order, every image brought to ``size`` (``resize``) as
+    it is decoded.  Memory depends on ``batch``, not on the folder: the decoded
+    images are kept (for the decode cache) only while all of them take at most
+    :data:`CACHE_FRACTION` of the memory limit."""
+    _check_channels(channels)
+    size = _check_size(size)
+    _check_resize(resize)
+    root = Path(path)
+    names, rel, labels = _folder_files(root, classes)
+    files = [os.path.join(str(root), r) for r in rel]
+    h, w = size
+    empty = np.zeros((0, h, w, channels), np.uint8)
+    data = RawData(empty, labels, names, "folder", str(root), count=len(files))
+    cdir = _cache.resolve_cache_dir(cache_dir)
+    key = None
+    if cdir is not None:
+        try:
+            key = _cache.folder_key(root, rel, channels=channels, size=size, classes=names,
+                                    resize=resize, exact=True)  # fmt: skip
+        except OSError:
+            key = None
+    hit = _cache.load(cdir, key) if key is not None else None
+    if hit is not None and (hit[2] != names or not np.array_equal(hit[1], labels)):
+        hit = None
+    if hit is not None and hit[0].shape[1:] != (h, w, channels):
+        hit = None
+
+    def cached() -> Iterator[np.ndarray]:
+        images = hit[0]
+        if progress is not None:
+            progress(len(images), len(images))
+        for i in range(0, len(images), batch):
+            yield images[i : i + batch]
+
+    def decoded() -> Iterator[np.ndarray]:
+        keep = key is not None and len(files) * h * w * channels <= _cache_budget()
+        kept = []
+        for part in iter_image_batches(files, channels=channels, size=size, resize=resize,
+                                       batch=batch, progress=progress):  # fmt: skip
+            if keep:
+                kept.append(part)
+            yield part
+        if keep and kept:
+            _cache.store(cdir, key, np.concatenate(kept), labels, names)
+
+    return data, (cached() if hit is not None else decoded())
+
+
+#: The decoded images of an evaluation are kept for the cache only while they take at
+#: most this fraction of the memory limit.
+CACHE_FRACTION = 0.125
+
+
+def _cache_budget() -> int:
+    try:
+        return int(guard.Limits.from_env().max_memory * CACHE_FRACTION)
+    except guard.LimitError:
+        return int(guard.DEFAULT_MAX_MEMORY * CACHE_FRACTION)
 
 
 # ---------------------------------------------------------------------- CIFAR-10
@@ -639,7 +1022,7 @@ def _cifar_result(
         how = "in a different order" if sorted(given) == sorted(names) else "different names"
         raise DataError(
             f"the class list does not match {where} ({how}). Expected classes "
-            f"[{', '.join(given)}]; the data set's label_names are [{', '.join(names)}]."
+            f"[{_names(given)}]; the data set's label_names are [{_names(names)}]."
         )
     images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
@@ -660,55 +1043,138 @@ def _cifar_dir(path: Path) -> Path | None:
     return sub if sub.is_dir() else None
 
 
+def _cifar_cap(name: str) -> int:
+    return CIFAR_META_MAX_BYTES if name == CIFAR_META else CIFAR_BATCH_MAX_BYTES
+
+
+def _cifar_too_large(where: str, name: str, size: int, base: str | None = None) -> DataTooLarge:
+    if (base or name) == CIFAR_META:
+        what = f"CIFAR-10's {CIFAR_META} is at most {CIFAR_META_MAX_BYTES:,} bytes"
+    else:
+        what = (
+            f"a CIFAR-10 batch is at most {CIFAR_BATCH_MAX_BYTES:,} bytes "
+            f"({CIFAR_BATCH_IMAGES:,} images of 3,072 pixel bytes, at most 2 bytes each in "
+            "a pickle, a label each and the pickle's file names)"
+        )
+    return DataTooLarge(
+        f"{where}: {name} is {size:,} bytes; {what}. It was not read; use the original "
+        "files from https://www.cs.toronto.edu/~kriz/cifar.html."
+    )
+
+
 def _read_cifar_dir(path: Path, split: str, classes) -> RawData:
     folder = _cifar_dir(path) or path
     wanted = CIFAR_TRAIN if split == "train" else CIFAR_TEST
-    missing = [m for m in (*wanted, CIFAR_META) if not (folder / m).is_file()]
+    shown = printable(folder)
+    missing = [m for m in (*wanted, CIFAR_META) if not (folder / m).exists()]
     if missing:
         raise DataError(
-            f"CIFAR-10 folder '{folder}' lacks {', '.join(missing)}: the {split} split needs "
+            f"CIFAR-10 folder '{shown}' lacks {', '.join(missing)}: the {split} split needs "
             f"{', '.join(wanted)} and {CIFAR_META}"
         )
 
     def read(name: str) -> bytes:
+        cap = _cifar_cap(name)
         try:
-            return (folder / name).read_bytes()
+            with guard.open_regular(folder / name) as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > cap:
+                    raise _cifar_too_large(f"CIFAR-10 folder '{shown}'", name, size)
+                return f.read(cap + 1)
+        except guard.NotRegularFile as err:
+            raise DataError(
+                f"CIFAR-10 folder '{shown}': {name} is not a regular file ({err.kind})"
+            ) from None
         except OSError as err:
-            raise DataError(f"cannot read '{folder / name}': {_first_line(err)}") from None
+            raise DataError(
+                f"cannot read '{printable(folder / name)}': {_first_line(err)}"
+            ) from None
 
-    names = _cifar_names(read(CIFAR_META), f"'{folder / CIFAR_META}'")
-    batches = [_cifar_batch(read(m), f"'{folder / m}'") for m in wanted]
+    names = _cifar_names(read(CIFAR_META), f"'{printable(folder / CIFAR_META)}'")
+    batches = [_cifar_batch(read(m), f"'{printable(folder / m)}'") for m in wanted]
     return _cifar_result(
-        batches, names, classes, f"CIFAR-10 folder '{folder}'", "cifar10-batches", str(folder)
+        batches, names, classes, f"CIFAR-10 folder '{shown}'", "cifar10-batches", str(folder)
     )
+
+
+class _CappedStream(io.RawIOBase):
+    """A decompressed stream that raises once more than ``cap`` bytes came out of it:
+    tarfile reads whole headers (pax, long names) into memory, so the archive as a
+    whole is capped, not only the members we keep."""
+
+    def __init__(self, raw, cap: int, where: str):
+        self.raw, self.cap, self.where, self.count = raw, cap, where, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.raw.readinto(buffer)
+        self.count += n or 0
+        if self.count > self.cap:
+            raise DataTooLarge(
+                f"{self.where} decompresses to more than {self.cap:,} bytes; the "
+                "cifar-10-python.tar.gz archive decompresses to about 185 MB. It was not "
+                "read further; use the original archive from "
+                "https://www.cs.toronto.edu/~kriz/cifar.html."
+            )
+        return n
+
+
+def _decompressed(f):
+    """``f`` (a binary file) decompressed by what its first bytes say it is."""
+    head = f.read(6)
+    f.seek(0)
+    if head.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=f, mode="rb")
+    if head.startswith(b"BZh"):
+        return bz2.BZ2File(f)
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(f)
+    return f
 
 
 def _read_cifar_tar(path: Path, split: str, classes) -> RawData:
     wanted = CIFAR_TRAIN if split == "train" else CIFAR_TEST
+    shown = printable(path)
+    where = f"archive '{shown}'"
     members: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, "r|*") as tar:  # one streaming pass, nothing on disk
-            for m in tar:
-                base = m.name.rsplit("/", 1)[-1]
-                if m.isfile() and base in (*wanted, CIFAR_META) and base not in members:
-                    f = tar.extractfile(m)
-                    if f is not None:
-                        members[base] = f.read()
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        with guard.open_regular(path) as raw:
+            stream = io.BufferedReader(
+                _CappedStream(_decompressed(raw), CIFAR_ARCHIVE_MAX_BYTES, where), 1 << 16
+            )
+            with tarfile.open(fileobj=stream, mode="r|") as tar:  # one pass, nothing on disk
+                for m in tar:
+                    base = m.name.rsplit("/", 1)[-1]
+                    if m.isfile() and base in (*wanted, CIFAR_META) and base not in members:
+                        cap = _cifar_cap(base)
+                        if m.size > cap:  # what the tar header declares, before reading
+                            raise _cifar_too_large(
+                                where, f"member {printable(m.name)}", m.size, base
+                            )
+                        f = tar.extractfile(m)
+                        if f is not None:
+                            members[base] = f.read(cap + 1)
+    except DataError:
+        raise
+    except guard.NotRegularFile as err:
+        raise DataError(f"--data '{shown}' is not a regular file ({err.kind})") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as err:
         raise DataError(
-            f"cannot read archive '{path}': {_first_line(err)}. Expected the "
+            f"cannot read archive '{shown}': {_first_line(err)}. Expected the "
             "cifar-10-python.tar.gz archive."
         ) from None
     missing = [m for m in (*wanted, CIFAR_META) if m not in members]
     if missing:
         raise DataError(
-            f"archive '{path}' lacks {', '.join(f'{CIFAR_DIR}/{m}' for m in missing)}: "
+            f"archive '{shown}' lacks {', '.join(f'{CIFAR_DIR}/{m}' for m in missing)}: "
             f"expected the cifar-10-python.tar.gz archive"
         )
-    names = _cifar_names(members[CIFAR_META], f"'{path}' member {CIFAR_META}")
-    batches = [_cifar_batch(members[m], f"'{path}' member {m}") for m in wanted]
+    names = _cifar_names(members.pop(CIFAR_META), f"'{shown}' member {CIFAR_META}")
+    batches = [_cifar_batch(members.pop(m), f"'{shown}' member {m}") for m in wanted]
     return _cifar_result(
-        batches, names, classes, f"CIFAR-10 archive '{path}'", "cifar10-tar", str(path)
+        batches, names, classes, f"CIFAR-10 archive '{shown}'", "cifar10-tar", str(path)
     )
 
 
@@ -733,40 +1199,79 @@ def _has_idx(folder: Path) -> bool:
     return any(_idx_file(folder, prefix, "images") for prefix in ("train", "t10k"))
 
 
-def _read_idx_bytes(path: Path) -> bytes:
+def _open_idx(path: Path):
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"cannot read idx file '{path}': {_first_line(err)}") from None
+        f = guard.open_regular(path)
+    except guard.NotRegularFile as err:
+        raise DataError(
+            f"idx file '{printable(path)}' is not a regular file ({err.kind})"
+        ) from None
+    return gzip.GzipFile(fileobj=f, mode="rb") if path.suffix == ".gz" else f
 
 
 def _parse_idx(path: Path, magic: int) -> np.ndarray:
-    data = _read_idx_bytes(path)
+    """An idx file's array, read against its header: the dimensions' product (exact,
+    never overflowing) must fit the memory limit before anything is allocated, and the
+    data must be exactly that long (a gzipped file is read no further than one byte
+    past it)."""
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     kind = "images" if magic == _IDX_IMAGES else "labels"
-    if len(data) < header:
-        raise DataError(
-            f"idx file '{path}' is too short ({len(data)} bytes) to hold an idx header; "
-            f"expected an MNIST {kind} file"
-        )
-    (found,) = struct.unpack(">I", data[:4])
-    if found != magic:
-        raise DataError(
-            f"idx file '{path}' has magic number 0x{found:08X}; expected 0x{magic:08X} "
-            f"(MNIST {kind}, uint8, {ndim} dimensions)"
-        )
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
-    if len(data) - header != expected:
-        raise DataError(
-            f"idx file '{path}' holds {len(data) - header:,} data bytes; its header "
-            f"({' x '.join(map(str, dims))}) says {expected:,}"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    shown = printable(path)
+    try:
+        with _open_idx(path) as f:
+            head = f.read(header)
+            if len(head) < header:
+                raise DataError(
+                    f"idx file '{shown}' is too short ({len(head)} bytes) to hold an idx "
+                    f"header; expected an MNIST {kind} file"
+                )
+            (found,) = struct.unpack(">I", head[:4])
+            if found != magic:
+                raise DataError(
+                    f"idx file '{shown}' has magic number 0x{found:08X}; expected 0x{magic:08X} "
+                    f"(MNIST {kind}, uint8, {ndim} dimensions)"
+                )
+            dims = struct.unpack(f">{ndim}I", head[4:header])
+            expected = math.prod(dims)  # Python ints: no overflow
+            said = " x ".join(map(str, dims))
+            limits = guard.Limits.from_env()
+            if expected > limits.max_memory:
+                raise DataTooLarge(
+                    f"idx file '{shown}' declares {said} = {expected:,} bytes, over the "
+                    f"memory limit of {limits.memory_text()}; it was not read. If the data "
+                    f"really is this large, {guard.RAISE_MEMORY}."
+                )
+            if path.suffix != ".gz":
+                have = os.fstat(f.fileno()).st_size - header
+                if have != expected:
+                    raise DataError(
+                        f"idx file '{shown}' holds {have:,} data bytes; its header ({said}) "
+                        f"says {expected:,}"
+                    )
+            data = np.empty(expected, dtype=np.uint8)
+            view = memoryview(data)
+            got = 0
+            while got < expected:
+                n = f.readinto(view[got : got + (1 << 24)])
+                if not n:
+                    break
+                got += n
+            if got < expected:
+                raise DataError(
+                    f"idx file '{shown}' holds {got:,} data bytes; its header ({said}) says "
+                    f"{expected:,}"
+                )
+            if f.read(1):
+                raise DataError(
+                    f"idx file '{shown}' holds more data than its header ({said}) declares "
+                    f"({expected:,} bytes); it was not read further"
+                )
+    except DataError:
+        raise
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cannot read idx file '{shown}': {_first_line(err)}") from None
+    return data.reshape(dims)
 
 
 def _numbered_classes(labels: np.ndarray, classes, where: str) -> list[str]:
@@ -779,7 +1284,7 @@ def _numbered_classes(labels: np.ndarray, classes, where: str) -> list[str]:
     if len(names) <= top:
         raise DataError(
             f"{where} labels up to {top}, but the class list names only "
-            f"{len(names)} classes [{', '.join(names)}]"
+            f"{len(names)} classes [{_names(names)}]"
         )
     return names
 
@@ -792,17 +1297,18 @@ def _read_idx(folder: Path, split: str, classes) -> RawData:
         need = f"{prefix}-images-idx3-ubyte and {prefix}-labels-idx1-ubyte (optionally .gz)"
         present = sorted(p.name for p in folder.iterdir() if "ubyte" in p.name)
         raise DataError(
-            f"idx folder '{folder}' has no {split} split: expected {need}; "
-            f"found {', '.join(present) or 'no idx files'}"
+            f"idx folder '{printable(folder)}' has no {split} split: expected {need}; "
+            f"found {_names(present) or 'no idx files'}"
         )
     images = _parse_idx(img_path, _IDX_IMAGES)
     labels = _parse_idx(lbl_path, _IDX_LABELS).astype(np.int32)
     if images.shape[0] != labels.shape[0]:
         raise DataError(
-            f"idx files '{img_path}' and '{lbl_path}' disagree: {images.shape[0]:,} images "
+            f"idx files '{printable(img_path)}' and '{printable(lbl_path)}' disagree: "
+            f"{images.shape[0]:,} images "
             f"but {labels.shape[0]:,} labels"
         )
-    names = _numbered_classes(labels, classes, f"'{lbl_path}' holds")
+    names = _numbered_classes(labels, classes, f"'{printable(lbl_path)}' holds")
     return RawData(np.ascontiguousarray(images[..., None]), labels, names, "idx", str(folder))
 
 
@@ -811,19 +1317,30 @@ def _read_idx(folder: Path, split: str, classes) -> RawData:
 
 def detect(path: str | os.PathLike) -> str:
     """The kind of a ``--data PATH``: ``folder``, ``cifar10-batches``, ``cifar10-tar``
-    or ``idx``; a DataError listing the accepted forms otherwise."""
+    or ``idx``; a DataError listing the accepted forms otherwise.  Anything that is not
+    a regular file or a folder (a FIFO, a device, a socket) is refused without being
+    opened."""
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"--data '{p}' does not exist. {_accepted_forms()}")
-    if p.is_file():
+    shown = printable(p)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"--data '{shown}' does not exist. {_accepted_forms()}") from None
+    except OSError as err:
+        raise DataError(f"--data '{shown}': {_first_line(err)}") from None
+    if stat.S_ISREG(mode):
         name = p.name.lower()
         if name.endswith((".tar.gz", ".tgz", ".tar")):
             return "cifar10-tar"
         raise DataError(
-            f"--data '{p}' is a file that is not a CIFAR-10 archive (.tar.gz). {_accepted_forms()}"
+            f"--data '{shown}' is a file that is not a CIFAR-10 archive (.tar.gz). "
+            f"{_accepted_forms()}"
         )
-    if not p.is_dir():
-        raise DataError(f"--data '{p}' is neither a file nor a folder. {_accepted_forms()}")
+    if not stat.S_ISDIR(mode):
+        raise DataError(
+            f"--data '{shown}' is not a regular file or folder ({guard.file_kind(mode)}). "
+            f"{_accepted_forms()}"
+        )
     if _cifar_dir(p) is not None:
         return "cifar10-batches"
     if _has_idx(p):
@@ -833,7 +1350,7 @@ def detect(path: str | os.PathLike) -> str:
     try:
         entries = [e for e in p.iterdir() if not e.name.startswith(".")]
     except OSError as err:
-        raise DataError(f"cannot list folder '{p}': {_first_line(err)}") from None
+        raise DataError(f"cannot list folder '{shown}': {_first_line(err)}") from None
     if not entries:
         found = "it is empty"
     else:
@@ -844,7 +1361,7 @@ def detect(path: str | os.PathLike) -> str:
             found += f" and {_plural(loose, 'image file')} not sorted into class sub-folders"
         elif len(entries) > subs:
             found += f" and {_plural(len(entries) - subs, 'other file')}"
-    raise DataError(f"--data '{p}' is not a data set folder: {found}. {_accepted_forms()}")
+    raise DataError(f"--data '{shown}' is not a data set folder: {found}. {_accepted_forms()}")
 
 
 def read_source(
@@ -854,6 +1371,7 @@ def read_source(
     classes: Sequence[str] | None = None,
     channels: int = 3,
     size: tuple[int, int] | None = None,
+    resize: str = "stretch",
     cache_dir: str | os.PathLike | bool | None = None,
     progress: Progress | None = None,
 ) -> RawData:
@@ -862,19 +1380,23 @@ def read_source(
     ``split`` picks train / test batches of CIFAR-10 and idx data (class folders
     ignore it).  ``classes`` is the spec's class list: folders must hold exactly these
     classes (labels follow its order); CIFAR-10's label_names must equal it.
-    ``size`` = (h, w) is only used for folders whose images differ in size.
+    ``size`` = (h, w), the model's input, is used for folders: images of more pixels
+    are brought to it as they are decoded (``resize``: stretch, crop or pad, as the
+    spec's ``data.resize``), and so are all when their sizes differ.
     ``cache_dir``: the folder decode cache (None: default, False: off).
     ``progress(done, total)`` is called while decoding folders.
     """
     _check_split(split)
     _check_channels(channels)
     size = _check_size(size)
+    _check_resize(resize)
     p = Path(path)
     kind = detect(p)
     if kind == "folder":
         return _read_folder(
-            p, classes=classes, channels=channels, size=size, cache_dir=cache_dir, progress=progress
-        )
+            p, classes=classes, channels=channels, size=size, resize=resize,
+            cache_dir=cache_dir, progress=progress,
+        )  # fmt: skip
     if kind == "cifar10-batches":
         raw = _read_cifar_dir(p, split, classes)
     elif kind == "cifar10-tar":

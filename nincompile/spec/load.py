@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -289,23 +290,28 @@ def parse_spec_bytes(data: bytes, file: str = "<spec>") -> SpecSource:
 
 def load_spec(path: str | FsPath) -> SpecSource:
     """Read and validate a spec file.  A file over the size limit is refused before it
-    is read (or after the limit's worth of bytes, for a pipe or a device)."""
+    is read, and a path that is not a regular file (a FIFO, whose opening would block,
+    or a device such as ``/dev/zero``) before it is opened."""
+    from ..guard import NotRegularFile, open_regular
+
     p = FsPath(path)
     limit = Limits.from_env().bytes
     try:
-        if p.is_file() and p.stat().st_size > limit:
-            raise SpecError([size_problem(p.stat().st_size, limit, str(path))])
-        with open(p, "rb") as f:
+        with open_regular(p) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise SpecError([size_problem(size, limit, str(path))])
             data = f.read(limit + 1)
     except FileNotFoundError:
         raise SpecError([SpecProblem("no such file", (), str(path))]) from None
-    except IsADirectoryError:
+    except NotRegularFile as err:
+        what = "a folder" if err.kind == "a folder" else err.kind
         raise SpecError(
-            [SpecProblem("is a directory, expected a .yaml file", (), str(path))]
+            [SpecProblem(f"is not a regular file ({what}); expected a .yaml file", (), str(path))]
         ) from None
     except OSError as err:
         raise SpecError([SpecProblem(f"cannot read: {err.strerror}", (), str(path))]) from None
-    if len(data) > limit:
+    if len(data) > limit:  # the file grew while it was read
         raise SpecError(
             [
                 SpecProblem(

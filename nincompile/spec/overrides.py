@@ -20,7 +20,17 @@ import yaml
 
 from ..errors import SpecError, SpecProblem, did_you_mean
 from .load import SpecSource, parse_spec
-from .yaml_loader import _Loader, dump_yaml, load_yaml
+from .yaml_loader import (
+    Limits,
+    _Builder,
+    _Loader,
+    _raise_hint,
+    _scan,
+    _TooDeep,
+    _TooLarge,
+    dump_yaml,
+    load_yaml,
+)
 
 KeyPath = tuple[str | int, ...]
 
@@ -67,12 +77,54 @@ def from_cli(raw: str) -> Override:
                          (), "--set")]
         )  # fmt: skip
     path = parse_key(key, where)
+    parsed = _parse_value(value, label, where) if value.strip() else None
+    return Override(path, parsed, label, where)
+
+
+def _parse_value(value: str, label: str, where) -> object:
+    """An override's value, read as a spec file is: safe YAML, plain data only, with the
+    spec's limits on depth, aliases and values once aliases are expanded, each problem
+    reported against the override (an alias bomb in ``--set`` names the ``--set``)."""
+    limits = Limits.from_env()
+    if len(value) > limits.bytes:
+        raise SpecError(
+            [where(f"the value is {len(value):,} characters, over the limit of "
+                   f"{limits.bytes:,} for a spec. " + _raise_hint("NINCOMPILE_SPEC_MAX_BYTES",
+                                                                 limits.bytes), ())]
+        )  # fmt: skip
     try:
-        parsed = yaml.load(value, Loader=_Loader) if value.strip() else None
+        _scan(value, label, limits)
+        loader = _Loader(value, limits.depth)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None
+            builder = _Builder(loader, label, limits)
+            parsed = builder.build(root, ())
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         first = str(err).strip().splitlines()[0]
         raise SpecError([where(f"value is not valid YAML ({first})", ())]) from None
-    return Override(path, parsed, label, where)
+    except _TooLarge:
+        raise SpecError(
+            [where(f"the value holds more than {limits.values:,} values once YAML aliases are "
+                   "expanded. " + _raise_hint("NINCOMPILE_SPEC_MAX_VALUES", limits.values), ())]
+        ) from None  # fmt: skip
+    except _TooDeep:
+        raise SpecError(
+            [where(f"the value nests lists and mappings more than {limits.depth} levels deep "
+                   "once YAML aliases are expanded. "
+                   + _raise_hint("NINCOMPILE_SPEC_MAX_DEPTH", limits.depth), ())]
+        ) from None  # fmt: skip
+    except RecursionError:
+        raise SpecError(
+            [where("the value is nested too deeply to read. "
+                   + _raise_hint("NINCOMPILE_SPEC_MAX_DEPTH", limits.depth), ())]
+        ) from None  # fmt: skip
+    if builder.problems:
+        raise SpecError(builder.problems)
+    return parsed
 
 
 def _assign(data: dict, item: Override) -> None:
@@ -125,12 +177,27 @@ def apply(
                 (item for item in items if tuple(p.path[: len(item.path)]) == item.path
                  or (p.path and tuple(item.path[: len(p.path)]) == tuple(p.path))), None
             )  # fmt: skip
+            if culprit is None and not p.path and items:
+                # a problem of the whole document (too many values, too deep) that the
+                # file alone did not have: the overrides made it
+                culprit = _Joint(items)
             if culprit is not None:
                 problems.append(culprit.problem(p.message, p.path))
             else:
                 line, col = source.locate(p.path)
                 problems.append(SpecProblem(p.message, p.path, source.file, line, col))
         raise SpecError(problems) from None
+
+
+class _Joint:
+    """Several overrides that together caused a problem of the whole document."""
+
+    def __init__(self, items: list[Override]):
+        self.items = items
+
+    def problem(self, message: str, path: KeyPath) -> SpecProblem:
+        label = "; ".join(item.label for item in self.items)
+        return SpecProblem(message, path, label)
 
 
 def apply_overrides(source: SpecSource, overrides: list[str] | tuple[str, ...]) -> SpecSource:

@@ -5,6 +5,12 @@ A run folder gives ``model.keras`` and, from ``spec.yaml``, the class names, the
 normalisation and whether the model outputs logits.  A ``.keras`` file uses the
 ``spec.yaml`` beside it when there is one (``RUN/best.keras``); otherwise pixels are
 fed as ``x / 255`` and classes are numbered.
+
+Memory is bounded: the model file is sized before it is loaded
+(:func:`nincompile.guard.check_keras_file`, against ``max_memory`` or the default
+limit), and images are decoded in batches of ``batch_size``, each brought to the
+model's input (``data.resize``) as it is decoded, so a folder of large photos costs
+a batch of them, not the folder.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import guard
 from ..data import pipeline, sources
-from ..data.prepare import evaluation_data
+from ..data.prepare import evaluation_batches, resize_mode
 from ..errors import NincompileError
 from ..keras_import import import_keras
 from . import report
@@ -39,13 +46,14 @@ class Trained:
         return tuple(int(d) for d in self.model.input_shape[1:])
 
 
-def load_trained(path) -> Trained:
-    """A run folder (``model.keras``; ``spec.yaml``) or a ``.keras`` file."""
+def load_trained(path, *, limits: guard.Limits | None = None, batch: int = 1) -> Trained:
+    """A run folder (``model.keras``; ``spec.yaml``) or a ``.keras`` file, refused
+    before it is loaded when it and a batch of ``batch`` would not fit in ``limits``."""
     from .. import api
 
     path = Path(path)
     model_path, spec_path = model_files(path)
-    model = load_keras_model(model_path)
+    model = load_keras_model(model_path, limits=limits, batch=batch)
     n_out = int(model.output_shape[-1])
     if spec_path is not None:
         spec = api.compile_spec(spec_path).spec
@@ -74,20 +82,38 @@ def _probabilities(out: np.ndarray, from_logits: bool | None) -> np.ndarray:
     return out
 
 
-def _run(trained: Trained, images: np.ndarray, batch_size: int) -> np.ndarray:
-    wrapper = pipeline.wrap(trained.model, images.shape[1:], trained.spec.data, augment=False)
-    out = wrapper.predict(images, batch_size=batch_size, verbose=0)
-    return _probabilities(out, trained.from_logits)
+def _outputs(trained: Trained, batches, batch_size: int) -> np.ndarray:
+    """The model's raw outputs for every batch of uint8 images, in order."""
+    wrappers = {}  # one wrapper per raw image shape (one, in practice)
+    outs = []
+    for part in batches:
+        shape = tuple(part.shape[1:])
+        if shape not in wrappers:
+            wrappers[shape] = pipeline.wrap(trained.model, shape, trained.spec.data, augment=False)
+        outs.append(np.asarray(wrappers[shape].predict(part, batch_size=batch_size, verbose=0)))
+    if not outs:
+        return np.zeros((0, len(trained.classes)), np.float32)
+    return np.concatenate(outs)
 
 
-def evaluate(path, data, *, batch_size: int = 256, confusion_png=None, cache_dir=None) -> dict:
+def _limits(max_memory: int | None) -> guard.Limits:
+    return guard.Limits.from_env(max_memory=max_memory)
+
+
+def evaluate(
+    path, data, *, batch_size: int = 256, confusion_png=None, cache_dir=None,
+    max_memory: int | None = None,
+) -> dict:  # fmt: skip
     """Loss, accuracy, per-class accuracy and confusion matrix of a trained model on
-    ``data`` (the test split of a CIFAR/MNIST download, or a class folder)."""
-    trained = load_trained(path)
-    raw = evaluation_data(trained.spec, data, n_outputs=len(trained.classes), cache_dir=cache_dir)
+    ``data`` (the test split of a CIFAR/MNIST download, or a class folder), read in
+    batches of ``batch_size``."""
+    trained = load_trained(path, limits=_limits(max_memory), batch=batch_size)
+    raw, batches = evaluation_batches(
+        trained.spec, data, batch=batch_size, n_outputs=len(trained.classes), cache_dir=cache_dir
+    )
     if trained.spec.data is None or not trained.spec.data.classes:
         trained.classes = list(raw.classes) + trained.classes[len(raw.classes) :]
-    probs = _run(trained, raw.images, batch_size)
+    probs = _probabilities(_outputs(trained, batches, batch_size), trained.from_logits)
     y = raw.labels.astype(np.int64)
     pred = probs.argmax(axis=1)
     picked = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
@@ -120,16 +146,21 @@ def _default_png(path: Path) -> Path:
     return path.with_name(f"{path.stem}.confusion.png")
 
 
-def predict(path, images, *, top: int = 5, batch_size: int = 256) -> list[dict]:
+def predict(
+    path, images, *, top: int = 5, batch_size: int = 256, max_memory: int | None = None
+) -> list[dict]:
     """Top-``top`` classes and probabilities for each image file (folders are read
-    recursively)."""
+    recursively), decoded in batches of ``batch_size``, each image brought to the
+    model's input as training brings it (``data.resize``)."""
     if top < 1:
         raise NincompileError(f"--top must be at least 1; received {top}")
-    trained = load_trained(path)
+    trained = load_trained(path, limits=_limits(max_memory), batch=batch_size)
     files = sources.list_image_files(images)
     h, w, c = trained.input_shape
-    pixels = sources.read_images(files, channels=c, size=(h, w))
-    probs = _run(trained, pixels, batch_size)
+    batches = sources.iter_image_batches(
+        files, channels=c, size=(h, w), resize=resize_mode(trained.spec), batch=batch_size
+    )
+    probs = _probabilities(_outputs(trained, batches, batch_size), trained.from_logits)
     k = min(top, probs.shape[1])
     out = []
     for f, p in zip(files, probs, strict=True):

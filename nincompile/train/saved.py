@@ -9,7 +9,11 @@ A model comes from one of three places:
   as for ``RUN/best.keras``): loaded by :func:`load_keras_model`, with
   ``keras.saving.load_model(path, safe_mode=True, compile=False)``.  Legacy ``.h5``
   files are refused (Keras's safe mode does not protect them), even renamed to
-  ``.keras``, and so is any model holding a ``Lambda`` layer (arbitrary Python code);
+  ``.keras``, and so is any model holding a ``Lambda`` layer (arbitrary Python code).
+  Before Keras sees the file, :func:`nincompile.guard.check_keras_file` sizes it from
+  its config and its weights' metadata and refuses one that would not fit in the
+  memory limit (``--max-memory``, ``NINCOMPILE_MAX_MEMORY``); a path that is not a
+  regular file (a FIFO, a device) is refused without being opened;
 * a **training run** folder (:mod:`nincompile.train.run`): ``model.keras`` (required)
   and ``spec.yaml`` (optional: the name, classes and normalisation come from it).
 
@@ -24,6 +28,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import guard
 from ..errors import ModelLoadError
 from ..files import sha256_file
 from . import run as runs
@@ -110,22 +115,49 @@ def source_kind(path: Path) -> str:
     )
 
 
-def load_keras_model(path: str | os.PathLike):
-    """Load a ``.keras`` file in safe mode, turning Keras's errors into clear ones."""
+def _regular(path: Path) -> None:
+    try:
+        kind = guard.not_regular(path)
+    except FileNotFoundError:
+        raise ModelLoadError(f"cannot load '{path}': no such file") from None
+    except OSError as err:
+        raise ModelLoadError(f"cannot load '{path}': {err.strerror or err}") from None
+    if kind is not None:
+        raise ModelLoadError(
+            f"cannot load '{path}': it is not a regular file ({kind}); expected a .keras file"
+        )
+
+
+def load_keras_model(
+    path: str | os.PathLike, *, limits: guard.Limits | None = None, batch: int = 1
+):
+    """Load a ``.keras`` file in safe mode, turning Keras's errors into clear ones.
+
+    The file is sized first (:func:`nincompile.guard.check_keras_file`: its config's
+    and its weights' declared sizes, plus one batch of ``batch`` through it) and refused
+    with :class:`~nincompile.errors.ModelTooLarge` over ``limits`` (default: the
+    environment's, else the memory available), before Keras is even imported."""
     from ..keras_import import import_keras
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"cannot load '{path}': no such file")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
+    _regular(path)
+    try:
+        with guard.open_regular(path) as f:
             magic = f.read(8)
+    except guard.NotRegularFile as err:
+        raise ModelLoadError(
+            f"cannot load '{path}': it is not a regular file ({err.kind})"
+        ) from None
+    except OSError as err:
+        raise ModelLoadError(f"cannot load '{path}': {err.strerror or err}") from None
+    if not zipfile.is_zipfile(path):
         if magic.startswith(b"\x89HDF"):
             raise ModelLoadError(
                 f"refusing '{path}': it is a legacy HDF5 model, which Keras's safe mode "
                 "does not protect; re-save the model as .keras"
             )
         raise ModelLoadError(f"cannot load '{path}': not a valid .keras file (not a zip archive)")
+    guard.check_keras_file(path, limits, batch)
     keras = import_keras()
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
@@ -147,8 +179,10 @@ def load_keras_model(path: str | os.PathLike):
     return model
 
 
-def load_saved(path: str | os.PathLike) -> SavedModel:
-    """Load a spec, a ``.keras`` file or a run folder (see the module docstring)."""
+def load_saved(path: str | os.PathLike, *, limits: guard.Limits | None = None) -> SavedModel:
+    """Load a spec, a ``.keras`` file or a run folder (see the module docstring); a
+    model over the memory ``limits`` (default: the environment's, else the memory
+    available) is refused before anything is allocated."""
     from .. import api
     from ..keras_import import import_keras
 
@@ -159,13 +193,13 @@ def load_saved(path: str | os.PathLike) -> SavedModel:
         spec = compiled.spec
         seed = spec.train.seed if spec.train is not None else 0
         import_keras().utils.set_random_seed(seed)
-        model = api.build(compiled)
+        model = api.build(compiled, limits)
         sha = compiled.source.sha256
         loaded = SavedModel(kind, path, model, spec.name, sha, spec, sha)
         loaded.notes.append(f"fresh untrained weights (seed {seed})")
         return loaded
     model_path, spec_path = model_files(path)  # a .keras file: the spec.yaml beside it
-    model = load_keras_model(model_path)
+    model = load_keras_model(model_path, limits=limits)
     spec = spec_sha = None
     name = path.stem if kind == "keras" else path.resolve().name
     notes = []
