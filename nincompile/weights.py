@@ -517,8 +517,10 @@ def _read_keras_file(path: Path, shown: str) -> SourceWeights:
 
 
 def _load_model(path: Path, shown: str):
+    from . import guard
     from .keras_import import import_keras
 
+    guard.check_keras_file(path)  # sized from its config before Keras allocates it
     keras = import_keras()
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)

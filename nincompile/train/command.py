@@ -296,13 +296,16 @@ def evaluate(model, data, batch_size, confusion, cache_dir, as_json) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    click.echo(f"{result['model']} on {result['data']}")
+    from ..data.sources import printable
+
+    click.echo(f"{printable(result['model'])} on {printable(result['data'])}")
     click.echo(f"accuracy {result['accuracy']:.4f}  loss {result['loss']:.4f}  "
                f"({result['images']:,} images)")  # fmt: skip
-    width = max(len(c) for c in result["per_class"]) if result["per_class"] else 5
+    names = {name: printable(name) for name in result["per_class"]}
+    width = max(len(n) for n in names.values()) if names else 5
     for name, row in result["per_class"].items():
-        click.echo(f"  {name:<{width}}  {row['accuracy']:.4f}  ({row['images']:,})")
-    click.echo(f"wrote {result['confusion_png']}")
+        click.echo(f"  {names[name]:<{width}}  {row['accuracy']:.4f}  ({row['images']:,})")
+    click.echo(f"wrote {printable(result['confusion_png'])}")
 
 
 @click.command()
@@ -320,6 +323,8 @@ def predict(model, images, top, as_json) -> None:
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    from ..data.sources import printable
+
     for item in result:
-        guesses = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in item["top"])
-        click.echo(f"{item['file']}: {guesses}")
+        guesses = ", ".join(f"{printable(t['class'])} {t['probability']:.3f}" for t in item["top"])
+        click.echo(f"{printable(item['file'])}: {guesses}")
