@@ -9,6 +9,7 @@ the IR's; ``load_weights`` fills it with trained weights (:mod:`nincompile.weigh
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +136,19 @@ def compile_all(path: str | os.PathLike, variant: str | None = None) -> list[Com
     from .spec.variants import expand, select
 
     source = load_spec(path)
-    if variant is not None:
-        return [compile_source(select(source, variant))]
-    return [compile_source(s) for s in expand(source)]
+    members = [select(source, variant)] if variant is not None else expand(source)
+    if len(members) == 1 and members[0] is source:
+        return [compile_source(source)]
+    out = []
+    for member in members:
+        try:
+            out.append(compile_source(member))
+        except SpecError as err:  # say which model of the file it is
+            raise type(err)(
+                [dataclasses.replace(p, message=f"{p.message} (in {member.spec.name})")
+                 for p in err.problems]
+            ) from None  # fmt: skip
+    return out
 
 
 def build(compiled: Compiled, limits: guard.Limits | None = None):

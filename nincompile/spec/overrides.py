@@ -153,6 +153,14 @@ def _assign(data: dict, item: Override) -> None:
         raise SpecError([item.problem(f"cannot set {last!r} inside a {type(node).__name__}", ())])
 
 
+def with_overrides(data: dict, items: list[Override]) -> dict:
+    """A copy of ``data`` with every item set (not validated)."""
+    data = copy.deepcopy(data)
+    for item in items:
+        _assign(data, item)
+    return data
+
+
 def dump(data: dict, header: str) -> str:
     """Spec text for ``data`` (what a run folder stores), with a one-line header."""
     return "# " + header.replace("\n", " ") + "\n" + dump_yaml(data)
@@ -164,9 +172,7 @@ def apply(
     """``source`` (or its already loaded ``data``) with ``items`` applied, validated."""
     if data is None:
         data, _ = load_yaml(source.text, source.file)
-    data = copy.deepcopy(data)
-    for item in items:
-        _assign(data, item)
+    data = with_overrides(data, items)
     text = dump(data, header)
     try:
         return parse_spec(text, source.file)

@@ -18,10 +18,12 @@ import itertools
 import re
 from pathlib import PurePath
 
+from pydantic import ValidationError
+
 from ..errors import SpecError, SpecProblem, did_you_mean
 from .load import SpecSource
-from .overrides import Override, apply, parse_key
-from .schema import is_identifier
+from .overrides import Override, apply, dump, parse_key, with_overrides
+from .schema import Spec, is_identifier
 from .yaml_loader import load_yaml
 
 MAX_VARIANTS = 1000
@@ -79,8 +81,22 @@ def _family(source: SpecSource) -> list[SpecSource]:
         name = f"{spec.name}_{member}"
         items.append(Override(("name",), name, "family member name", where))
         header = f"{PurePath(source.file).name}: family member {name}"  # path-independent
-        out.append(apply(source, items, header, data))
+        out.append(_member(source, items, header, data))
     return out
+
+
+def _member(source: SpecSource, items: list[Override], header: str, data: dict) -> SpecSource:
+    """A family member: only ``params``, ``expect`` and ``name`` differ from the spec,
+    so it is validated from ``data`` directly and keeps the spec file's positions
+    (a problem in it points at the file's line); its text is the resolved spec.  A
+    member that does not validate is parsed again from its text, for the located
+    problems :func:`apply` reports."""
+    resolved = with_overrides(data, items)
+    try:
+        spec = Spec.model_validate(resolved)
+    except ValidationError:
+        return apply(source, items, header, data)
+    return SpecSource(spec, source.file, dump(resolved, header), source.positions)
 
 
 def expand(source: SpecSource) -> list[SpecSource]:
