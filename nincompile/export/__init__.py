@@ -1,9 +1,10 @@
 """ONNX export (``nincompile export``); see :mod:`nincompile.export.onnx_export`.
 
 The modules, in the order an export runs: ``source`` (load and check the model),
-``float32`` (rebuild a mixed-precision model), ``convert`` (Keras to ONNX),
-``verify`` (parity with Keras), ``report``; ``onnx_export`` puts them together and
-``quantize`` adds the int8 export and its gate.  The errors live in
+``float32`` (rebuild a mixed-precision model), ``convert`` (Keras to ONNX; ``rewrite``
+swaps layers tf2onnx cannot convert for equivalent ones), ``verify`` (parity with
+Keras), ``report``; ``onnx_export`` puts them together and ``quantize`` adds the int8
+export and its gate.  The errors live in
 :mod:`nincompile.errors`.
 
 Importing this package does not import TensorFlow, Keras or ONNX.

@@ -11,7 +11,9 @@ writes it only when it still agrees with Keras:
 2. onnxruntime's tools quantise it: ``quant_pre_process`` (shape inference and graph
    optimisation), then ``quantize_static`` in QDQ format with int8 weights per output
    channel and uint8 activations whose ranges (MinMax) come from ``calibration``
-   images of the folder;
+   images of the folder, but for the end of the graph: a final Softmax/Sigmoid, the
+   logits it reads and the output stay float32 (onnxruntime would quantise
+   probabilities on steps of 1/255, and a 1000-class model's would all tie);
 3. **the gate**: the int8 model and the Keras model (float32, inference mode) see
    ``holdout`` other images of the folder, never the calibration ones.  Top-1
    agreement must be at least ``min_agreement`` (default 98 %) and, when the folder
@@ -54,7 +56,7 @@ from .onnx_export import (
 )
 from .report import Check, ExportReport, fmt_size
 from .source import Source, input_shape, load_source, require_tensorflow_backend
-from .verify import chunks, run_batches, session, verify
+from .verify import RuntimeFailed, chunks, first_line, run_batches, session, verify
 
 QUANTIZE_MODES = ("int8",)
 DEFAULT_CALIBRATION = 256
@@ -308,8 +310,86 @@ def _calibration_reader(images, batch: int | None):
     return Reader()
 
 
+#: Ops that squash the logits into a fixed range: onnxruntime quantises their output
+#: to uint8 over that range ([0, 1] for Softmax), so 1000 probabilities fall on steps of
+#: 1/255 and their top-1 ties.  The last one of the graph is left in float32.
+SQUASHING_OPS = frozenset({"Softmax", "Sigmoid", "LogSoftmax"})
+#: Ops that only move values: the scores pass through them unchanged.
+SHAPE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
+
+
+def _producers(graph) -> dict:
+    return {o: n for n in graph.node for o in n.output}
+
+
+def _head(proto):
+    """The squashing node (:data:`SQUASHING_OPS`) that makes the graph's output, through
+    shape-only ops, or None."""
+    producers = _producers(proto.graph)
+    node = producers.get(proto.graph.output[0].name)
+    while node is not None and node.op_type in SHAPE_OPS:
+        node = producers.get(node.input[0])
+    return node if node is not None and node.op_type in SQUASHING_OPS else None
+
+
+def _bypass_qdq(graph, tensor: str) -> str | None:
+    """Remove the QuantizeLinear -> DequantizeLinear pair that makes ``tensor``, so the
+    float tensor the pair was fed takes its place; returns that tensor's name from now
+    on (``tensor`` itself for a graph output), or None when there is no such pair or
+    it is shared."""
+    producers = _producers(graph)
+    dq = producers.get(tensor)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return None
+    q = producers.get(dq.input[0])
+    if q is None or q.op_type != "QuantizeLinear":
+        return None
+    uses = [i for n in graph.node for i in n.input]
+    if uses.count(q.output[0]) != 1:
+        return None  # another DequantizeLinear reads the same quantised tensor
+    source = q.input[0]
+    graph.node.remove(dq)
+    graph.node.remove(q)
+    if tensor in {o.name for o in graph.output}:  # the float tensor takes the output's name
+        for n in graph.node:
+            n.output[:] = [tensor if o == source else o for o in n.output]
+            n.input[:] = [tensor if i == source else i for i in n.input]
+        return tensor
+    for n in graph.node:
+        n.input[:] = [source if i == tensor else i for i in n.input]
+    return source
+
+
+def float_output(proto) -> int:
+    """Keep the scores in float32: walking back from the graph's output through
+    shape-only ops and the final squashing node (left unquantised), remove every
+    quantise/dequantise pair up to the op that computes the scores (which keeps its
+    int8 weights).  Returns how many pairs were removed."""
+    graph = proto.graph
+    tensor = graph.output[0].name
+    removed, squashed = 0, False
+    while True:
+        new = _bypass_qdq(graph, tensor)
+        if new is not None:
+            tensor, removed = new, removed + 1
+            continue
+        node = _producers(graph).get(tensor)
+        if node is None:
+            return removed
+        if node.op_type in SHAPE_OPS or (node.op_type in SQUASHING_OPS and not squashed):
+            squashed = squashed or node.op_type in SQUASHING_OPS
+            tensor = node.input[0]
+            continue
+        return removed
+
+
 def _quantize(float_proto, calibration_images, batch: int | None):
-    """The int8 QDQ ModelProto of ``float_proto``, calibrated on the given pixels."""
+    """The int8 QDQ ModelProto of ``float_proto``, calibrated on the given pixels.
+
+    Weights and activations are quantised but for the end of the graph: a final
+    Softmax/Sigmoid (:data:`SQUASHING_OPS`) and the logits it reads stay float32, and so
+    does the output, so top-1 is decided on float scores (the layer that makes them
+    still has int8 weights)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -324,6 +404,7 @@ def _quantize(float_proto, calibration_images, batch: int | None):
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 quant_pre_process(float_path, pre_path)
+                head = _head(onnx.load(pre_path))
                 quantize_static(
                     pre_path,
                     int8_path,
@@ -333,28 +414,37 @@ def _quantize(float_proto, calibration_images, batch: int | None):
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=[head.name] if head is not None else [],
                 )
-            return onnx.load(int8_path)
+            proto = onnx.load(int8_path)
         except Exception as err:
             text = str(err).strip().splitlines()
             first = text[0] if text else type(err).__name__
             raise QuantizationError(f"onnxruntime could not quantise the model: {first}") from None
         finally:
             root.setLevel(level)
+    float_output(proto)
+    return proto
 
 
-def _float_graph(src: Source, shape, opset: int, batch: int | None, out_name: str, mean, std):
+def _float_graph(
+    src: Source, shape, opset: int, batch: int | None, out_name: str, mean, std, notes=None
+):
     """The float ONNX graph with the normalisation folded in (raw pixels in)."""
-    return to_onnx(src.model, shape, opset, batch, out_name, mean, std)
+    return to_onnx(src.model, shape, opset, batch, out_name, mean, std, notes)
 
 
 def run_gate(
     proto, src: Source, images, labels, mean, std, batch: int | None, min_agreement, max_drop
 ) -> Gate:
-    """Compare the int8 ``proto`` with Keras on ``images`` (float32 pixels 0..255)."""
+    """Compare the int8 ``proto`` with Keras on ``images`` (float32 pixels 0..255);
+    :class:`~nincompile.export.verify.RuntimeFailed` if onnxruntime fails."""
     import numpy as np
 
-    sess = session(proto.SerializeToString())
+    try:
+        sess = session(proto.SerializeToString())
+    except Exception as err:
+        raise RuntimeFailed(first_line(err)) from None
     agree = k_ok = q_ok = 0
     y = np.asarray(labels) if labels is not None else None
     for i in range(0, len(images), CHUNK):
@@ -493,7 +583,9 @@ def quantize_onnx(
         report.notes.append("no data.mean/std known: x / 255 folded in (what training feeds then)")
     report.notes.extend(split.notes)
 
-    float_proto = _float_graph(src, shape, opset, batch, report.output_name, mean, std)
+    float_proto = _float_graph(
+        src, shape, opset, batch, report.output_name, mean, std, report.notes
+    )
     report.float_size_bytes = len(float_proto.SerializeToString())
     float_checks = verify(float_proto, src, report, mean, std)
     for check in float_checks:
@@ -522,10 +614,18 @@ def quantize_onnx(
         ) from None
 
     holdout_images = read_data_images(split.holdout, shape)
-    gate = run_gate(
-        proto, src, holdout_images, split.labels, mean, std, batch, min_agreement,
-        max_accuracy_drop,
-    )  # fmt: skip
+    try:
+        gate = run_gate(
+            proto, src, holdout_images, split.labels, mean, std, batch, min_agreement,
+            max_accuracy_drop,
+        )  # fmt: skip
+    except RuntimeFailed as err:
+        report.checks.append(Check("int8 onnxruntime", False, f"cannot run the model: {err}"))
+        raise VerificationFailed(
+            f"{src.name}: onnxruntime could not run the int8 model; nothing written\n"
+            f"{report.text()}",
+            report,
+        ) from None
     report.gate = gate
     report.checks.append(Check("gate", gate.agreement_ok, gate.agreement_text()))
     if gate.labelled:
