@@ -402,16 +402,6 @@ class Activation(Node):
     kind: ClassVar[str] = "activation"
     function: str
 
-    def infer(self, shapes: list[Shape]) -> Shape:
-        (shape,) = shapes
-        if self.function != "glu":
-            return shape
-        if shape[-1] % 2:
-            raise ShapeError(
-                f"glu halves the channels: expected an even number; received {shape[-1]}"
-            )
-        return (*shape[:-1], shape[-1] // 2)
-
 
 @node
 @dataclass(frozen=True, kw_only=True)

@@ -259,9 +259,11 @@ TargetShape = _maybe_var(
 )
 Floats = _maybe_var(tuple[float, ...], "a list of numbers, one per channel")
 
-#: Every name ``keras.activations.get`` accepts, but ``threshold`` (it needs arguments).
+#: Every name ``keras.activations.get`` accepts, but ``threshold`` (it needs arguments)
+#: and ``glu`` (Keras's Activation layer reports its input shape for it, though glu
+#: halves the channels, so a model using it is built wrong).
 ACTIVATIONS = (
-    "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu", "glu", "silu", "swish",
+    "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu", "silu", "swish",
     "hard_silu", "hard_swish", "mish", "sigmoid", "hard_sigmoid", "log_sigmoid",
     "sparse_sigmoid", "tanh", "hard_tanh", "tanh_shrink", "hard_shrink", "soft_shrink",
     "softmax", "log_softmax", "sparsemax", "softplus", "sparse_plus", "squareplus",
