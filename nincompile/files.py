@@ -128,18 +128,20 @@ def safe_child(parent: str | os.PathLike, name: str, what: str = "name") -> Path
     return target
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a ``st_mode`` is, in words: ``a regular file``, ``a FIFO (named pipe)``, ..."""
     for test, kind in (
+        (stat.S_ISREG, "a regular file"),
         (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
         (stat.S_ISLNK, "a symbolic link"),
     ):
         if test(mode):
             return kind
-    return "a regular file" if stat.S_ISREG(mode) else "a special file"
+    return "a special file"
 
 
 def _link_error(path: Path, root: Path, what: str) -> UnsafePathError:
@@ -177,7 +179,8 @@ def inside(root: str | os.PathLike, relative: str, what: str = "folder") -> Path
             raise _link_error(path, root, what)
         if i < len(parts) - 1 and not stat.S_ISDIR(mode):
             raise UnsafePathError(
-                f"refusing '{path}': expected a folder in the {what} '{root}', found {_kind(mode)}"
+                f"refusing '{path}': expected a folder in the {what} '{root}', "
+                f"found {file_kind(mode)}"
             )
     return root.joinpath(*parts)
 
@@ -194,7 +197,7 @@ def regular_or_missing(path: str | os.PathLike, what: str = "folder") -> bool:
         raise _link_error(path, path.parent, what)
     if not stat.S_ISREG(mode):
         raise UnsafePathError(
-            f"refusing '{path}': it is not a regular file ({_kind(mode)}); nincompile only "
+            f"refusing '{path}': it is not a regular file ({file_kind(mode)}); nincompile only "
             "reads files it wrote itself there"
         )
     return True
@@ -208,19 +211,36 @@ def open_regular(path: str | os.PathLike, what: str = "folder") -> BinaryIO:
     path = Path(path)
     if not regular_or_missing(path, what):
         raise FileNotFoundError(2, "No such file or directory", str(path))
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+    flags = os.O_NOFOLLOW if hasattr(os, "O_NOFOLLOW") else 0
     try:
-        fd = os.open(path, flags)
-    except OSError as err:
+        return open_checked(path, flags, lambda mode: UnsafePathError(
+            f"refusing '{path}': it is not a regular file ({file_kind(mode)})"
+        ))  # fmt: skip
+    except UnsafePathError:
+        raise
+    except OSError:
         if os.path.islink(path):
             raise _link_error(path, path.parent, what) from None
-        raise err
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+        raise
+
+
+def open_checked(path, extra_flags: int, refuse) -> BinaryIO:
+    """Open ``path`` for binary reading, non-blocking (a FIFO does not hang the open),
+    then check with ``fstat`` that what was opened is a regular file: else close it
+    and raise ``refuse(st_mode)``.  The one opening of files of unknown kind, for run
+    folders (:func:`open_regular`) and for the user's inputs
+    (``guard.open_regular``)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | extra_flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise refuse(mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
         os.close(fd)
-        raise UnsafePathError(f"refusing '{path}': it is not a regular file ({_kind(mode)})")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+        raise
 
 
 def _umask() -> int:

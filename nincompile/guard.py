@@ -48,6 +48,7 @@ import zipfile
 from dataclasses import dataclass, field
 
 from .errors import ModelLoadError, ModelTooLarge, NincompileError, SpecError, SpecProblem
+from .files import file_kind, open_checked
 
 BYTES_PER_VALUE = 4  # float32
 DEFAULT_MAX_PARAMS = 2_000_000_000
@@ -423,21 +424,6 @@ class NotRegularFile(OSError):
         self.kind = kind
 
 
-def file_kind(mode: int) -> str:
-    """What a ``st_mode`` is, in words: ``a regular file``, ``a FIFO``, ..."""
-    for test, kind in (
-        (stat.S_ISREG, "a regular file"),
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
 def not_regular(path) -> str | None:
     """None if ``path`` is a regular file (links followed), else what it is; a path
     that does not exist raises FileNotFoundError."""
@@ -452,18 +438,8 @@ def open_regular(path):
     kind = not_regular(path)  # a device is refused before it is even opened
     if kind is not None:
         raise NotRegularFile(path, kind)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):  # swapped for a FIFO since the stat above
-            raise NotRegularFile(path, file_kind(mode))
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    # swapped for a FIFO since the stat above: refused by open_checked's fstat
+    return open_checked(path, 0, lambda mode: NotRegularFile(path, file_kind(mode)))
 
 
 # ---------------------------------------------------------------- saved models
