@@ -847,9 +847,6 @@ def stage_kind(value: Any) -> str | None:
     return "unknown"
 
 
-_stage_kind = stage_kind
-
-
 def _unknown_stage(value: Any) -> Any:
     keys = [k for k in ITEMS if k != "layer"]
     if isinstance(value, dict):
