@@ -3,7 +3,8 @@
 
 Usage: KERAS_BACKEND=jax python bench/bench_feed.py [--data /tmp/cifar/train]
        [--spec specs/nin_bamd.yaml --spec specs/lenet5.yaml] [--images 2048]
-       [--epochs 2] [--rounds 2] [--out bench/results]
+       [--epochs 2] [--rounds 2] [--out bench/results] [--set KEY=VALUE ...]
+       [--cache DIR]
 
 For each spec, ``train()`` runs ``1 + --epochs`` epochs on ``--images`` images of the
 class folder (``data.limit``, no validation split), once with the data on the device
@@ -44,6 +45,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after 1 warm-up")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="extra spec override for every run, e.g. train.mixed_precision=bfloat16",
+    )  # fmt: skip
+    parser.add_argument("--cache", type=Path, help="decoded-image cache (default: a temporary one)")
     args = parser.parse_args()
     specs = args.spec or [ROOT / "specs" / "nin_bamd.yaml"]
     if not args.data.is_dir():
@@ -65,7 +71,7 @@ def main() -> None:
     backend = keras.backend.backend()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench_feed_") as tmp:
-        cache = Path(tmp) / "cache"
+        cache = args.cache or Path(tmp) / "cache"
         for spec_path in specs:
             per = {True: [], False: []}
             weights = {}
@@ -79,6 +85,7 @@ def main() -> None:
                             f"train.epochs={1 + args.epochs}",
                             "data.validation_split=0",
                             f"data.on_device={'true' if on_device else 'false'}",
+                            *args.overrides,
                         ],
                     )
                     out = Path(tmp) / f"{spec_path.stem}-{on_device}-{r}"
@@ -119,6 +126,7 @@ def main() -> None:
             "spec": [str(s) for s in specs],
             "data": str(args.data),
             "out": str(args.out),
+            "cache": str(args.cache) if args.cache else None,
         },  # fmt: skip
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "results": results,
