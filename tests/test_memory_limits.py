@@ -404,6 +404,20 @@ def test_cifar_archive_stream_is_capped(tmp_path, monkeypatch):
     assert read_source(path, split="test").images.shape == (10, 32, 32, 3)
 
 
+def test_cifar_training_set_is_held_once(tmp_path):
+    """Reading an archive's five training batches holds the data set once, plus what
+    unpickling one batch takes; not every member's bytes, their arrays, transposed
+    copies and a concatenation of them (5.5 times the data set before)."""
+    n = 1000
+    members = {f"data_batch_{i}": _cifar_batch(n) for i in range(1, 6)}
+    archive = _tar(tmp_path / "cifar-10-python.tar.gz", {"batches.meta": _cifar_meta(), **members})
+    shapes = []
+    peak = _tracemalloc_peak(lambda: shapes.append(read_source(archive).images.shape))
+    assert shapes == [(5 * n, 32, 32, 3)]
+    batch = n * 3072
+    assert peak - 5 * batch < 8 * batch, f"{(peak - 5 * batch) / batch:.1f} batches beyond the set"
+
+
 def test_cifar_batch_file_is_sized_before_reading(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
