@@ -15,8 +15,8 @@ import sys
 import click
 
 from . import __version__
+from .cli_support import Quantity, max_memory_option, user_errors
 from .cli_support import fail as _fail
-from .cli_support import user_errors
 from .errors import NincompileError
 
 
@@ -100,34 +100,10 @@ _variant_option = click.option(
 )  # fmt: skip
 
 
-class _Quantity(click.ParamType):
-    """A ``--max-params`` count or ``--max-memory`` size (see :mod:`nincompile.guard`)."""
-
-    def __init__(self, name: str, parse_name: str):
-        self.name = name
-        self.parse_name = parse_name
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        from . import guard
-
-        try:
-            return getattr(guard, self.parse_name)(value)
-        except guard.LimitError as err:
-            self.fail(str(err), param, ctx)
-
-
 def _limit_options(fn):
-    fn = click.option(
-        "--max-memory", type=_Quantity("size", "parse_size"), metavar="SIZE",
-        help="Refuse a model whose estimated memory exceeds SIZE (e.g. 32GiB): for training "
-        "(a spec with train:) weights, gradients, optimiser slots and every activation of "
-        "one batch; else weights and the largest activation.  [default: "
-        "$NINCOMPILE_MAX_MEMORY, else the memory available now]",
-    )(fn)  # fmt: skip
+    fn = max_memory_option(fn)
     return click.option(
-        "--max-params", type=_Quantity("count", "parse_count"), metavar="N",
+        "--max-params", type=Quantity("count", "parse_count"), metavar="N",
         help="Refuse a model of more than N parameters (e.g. 5e9; default 2e9 or "
         "$NINCOMPILE_MAX_PARAMS).",
     )(fn)  # fmt: skip
@@ -208,7 +184,7 @@ def _print_json(entries, specs) -> None:
 @_variant_option
 @_limit_options
 @user_errors
-def build(specs, out, as_json, no_save, weights, variant, max_params, max_memory) -> None:
+def build(specs, out, as_json, no_save, weights, variant, max_params) -> None:
     """Validate, compile and check SPECS; write OUT/<name>.keras for each.
 
     Prints each model's layers (name, kind, output shape, params, MACs) and totals,
@@ -227,7 +203,7 @@ def build(specs, out, as_json, no_save, weights, variant, max_params, max_memory
     from . import api, guard
     from .errors import WeightsError
 
-    limits = guard.Limits.from_env(max_params, max_memory)
+    limits = guard.Limits.from_env(max_params)
     ok = True
     entries = []
     source = []  # the --weights, read when the first model needs them (or the error)
@@ -312,7 +288,7 @@ def build(specs, out, as_json, no_save, weights, variant, max_params, max_memory
 @_variant_option
 @_limit_options
 @user_errors
-def check(specs, as_json, variant, max_params, max_memory) -> None:
+def check(specs, as_json, variant, max_params) -> None:
     """Validate SPECS and count parameters analytically, without TensorFlow.
 
     Fast enough to run on every save.  Exits 1 if any spec is invalid, its counts
@@ -322,7 +298,7 @@ def check(specs, as_json, variant, max_params, max_memory) -> None:
     """
     from . import api, guard
 
-    limits = guard.Limits.from_env(max_params, max_memory)
+    limits = guard.Limits.from_env(max_params)
     ok = True
     entries = []
     for path, compiled, error in _compiled(specs, api, variant):

@@ -26,11 +26,12 @@ layer class from the layer's configuration and input shape; building them peaks 
 about 3 times their size) and the arrays its ``model.weights.h5`` declares (shapes
 from HDF5 metadata, no array is read), plus the largest activation of a batch.
 
-**Limits**, in order of precedence: ``--max-params``/``--max-memory``, the environment
-variables ``NINCOMPILE_MAX_PARAMS`` and ``NINCOMPILE_MAX_MEMORY`` (every command),
-the defaults: 2 billion parameters, and the memory this machine has available now
-(``MemAvailable`` in ``/proc/meminfo``, lowered by a cgroup's limit less its use; 16
-GiB when neither can be read).
+**Limits**, in order of precedence: ``--max-params``/``--max-memory`` (a command's
+``--max-memory`` holds for every check the command makes, through
+:func:`memory_limit`), the environment variables ``NINCOMPILE_MAX_PARAMS`` and
+``NINCOMPILE_MAX_MEMORY`` (every command), the defaults: 2 billion parameters, and
+the memory this machine has available now (``MemAvailable`` in ``/proc/meminfo``,
+lowered by a cgroup's limit less its use; 16 GiB when neither can be read).
 
 **Inputs.**  :func:`open_regular` opens a file only if it is a regular file: a FIFO,
 a device or a socket is refused before it is opened (opening a FIFO blocks, reading
@@ -39,6 +40,7 @@ a device or a socket is refused before it is opened (opening a FIFO blocks, read
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -189,6 +191,26 @@ def available_memory() -> tuple[int, str] | None:
     return min(found) if found else None
 
 
+#: The running command's ``--max-memory`` (see :func:`memory_limit`), or None.
+_command_memory: int | None = None
+
+
+@contextlib.contextmanager
+def memory_limit(size: int | None):
+    """While the block runs, ``size`` (when not None) is the memory limit that every
+    :meth:`Limits.from_env` gives, as ``--max-memory``: a command's option reaches
+    every check it makes (the model's estimate, the data's caps, the decoding and
+    cache budgets, in any thread) without being handed down to each."""
+    global _command_memory
+    previous = _command_memory
+    if size is not None:
+        _command_memory = size
+    try:
+        yield
+    finally:
+        _command_memory = previous
+
+
 @dataclass(frozen=True)
 class Limits:
     max_params: int = DEFAULT_MAX_PARAMS
@@ -197,8 +219,11 @@ class Limits:
 
     @classmethod
     def from_env(cls, max_params: int | None = None, max_memory: int | None = None) -> Limits:
-        """The limits: the arguments where given, else the environment, else the
-        defaults (2 billion parameters; the memory available now)."""
+        """The limits: the arguments where given (for memory, else the running
+        command's ``--max-memory``: :func:`memory_limit`), else the environment, else
+        the defaults (2 billion parameters; the memory available now)."""
+        if max_memory is None:
+            max_memory = _command_memory
         if max_params is None:
             raw = os.environ.get(PARAMS_ENV, "").strip()
             max_params = _env(raw, parse_count, PARAMS_ENV) if raw else DEFAULT_MAX_PARAMS

@@ -135,22 +135,109 @@ def test_keras_weights_declaring_huge_arrays_are_refused(small_keras, tmp_path):
         guard.check_keras_file(bomb, guard.Limits(max_memory=64 * 2**20))
 
 
+def _model_args(command: str, model: Path, tmp_path: Path) -> list[str]:
+    """``command`` of ``model`` on a folder of one 8x8 image (class ``a``)."""
+    folder = tmp_path / "imgs"
+    if not folder.is_dir():
+        (folder / "a").mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a" / "x.png")
+    return {
+        "predict": ["predict", str(model), str(folder)],
+        "evaluate": [
+            "evaluate",
+            str(model),
+            "--data",
+            str(folder),
+            "--confusion",
+            str(tmp_path / "c.png"),
+        ],  # fmt: skip
+        "export": ["export", str(model), "-o", str(tmp_path / "x.onnx")],
+    }[command]
+
+
 @pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
 def test_commands_refuse_a_keras_file_over_the_limit(small_keras, tmp_path, monkeypatch, command):
     big = _rewrite(small_keras, tmp_path / "big.keras", config=_dense_units(300_000))
-    folder = tmp_path / "imgs"
-    (folder / "a").mkdir(parents=True)
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a" / "x.png")
     monkeypatch.setenv("NINCOMPILE_MAX_MEMORY", "64MiB")
-    args = {
-        "predict": ["predict", str(big), str(folder)],
-        "evaluate": ["evaluate", str(big), "--data", str(folder)],
-        "export": ["export", str(big), "-o", str(tmp_path / "x.onnx")],
-    }[command]
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, _model_args(command, big, tmp_path))
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert str(big) in result.output and "--max-memory" in result.output
     assert "does not fit" in result.output
+
+
+# ------------------------------------------------------------- --max-memory
+
+
+def _refused_by_the_option(result, size: str) -> str:
+    """Exit 1, one clean last line naming the limit as the option's."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert f"limit of {size} (--max-memory)" in last, result.output
+    return last
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "export"])
+def test_max_memory_option_limits_the_model_a_command_loads(
+    small_keras, tmp_path, monkeypatch, command
+):
+    """--max-memory on predict, evaluate and export is the limit the model is sized
+    against: above the environment's, whichever is lower or higher."""
+    big = _rewrite(small_keras, tmp_path / "big.keras", config=_dense_units(300_000))
+    monkeypatch.delenv("NINCOMPILE_MAX_MEMORY", raising=False)
+    args = _model_args(command, big, tmp_path)
+    last = _refused_by_the_option(CliRunner().invoke(main, [*args, "--max-memory", "64MiB"]),
+                                  "64.0 MiB")  # fmt: skip
+    assert str(big) in last and "does not fit" in last
+    monkeypatch.setenv("NINCOMPILE_MAX_MEMORY", "1KiB")  # lower than the model needs
+    args = _model_args(command, small_keras, tmp_path)
+    result = CliRunner().invoke(main, [*args, "--max-memory", "64MiB"])
+    assert result.exit_code == 0, result.output
+    assert "memory limit" not in result.output
+
+
+def test_max_memory_option_limits_training(tmp_path, monkeypatch):
+    spec = tmp_path / "t.yaml"
+    spec.write_text(TINY + "train: {batch_size: 8, epochs: 1}\n"
+                    "data: {dataset: synthetic, limit: 16}\n")  # fmt: skip
+    monkeypatch.delenv("NINCOMPILE_MAX_MEMORY", raising=False)
+    args = ["train", str(spec), "--set", "stages.0.conv=[2000, 3]", "--max-memory", "8MiB"]
+    last = _refused_by_the_option(CliRunner().invoke(main, [*args, "--out", str(tmp_path / "a")]),
+                                  "8.0 MiB")  # fmt: skip
+    assert "for training" in last
+    monkeypatch.setenv("NINCOMPILE_MAX_MEMORY", "1KiB")
+    args = ["train", str(spec), "--out", str(tmp_path / "b"), "--max-memory", "256MiB"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b" / "model.keras").is_file()
+
+
+def test_max_memory_option_limits_the_data_too(small_keras, tmp_path, monkeypatch):
+    """The option reaches the data readers: an idx test set declaring 2 MiB is refused
+    under --max-memory 1MiB from its header, though the model fits."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx((2, 1024, 1024))))
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx((2,), 0x801, b"\0\0")))
+    monkeypatch.delenv("NINCOMPILE_MAX_MEMORY", raising=False)
+    args = ["evaluate", str(small_keras), "--data", str(folder), "--batch-size", "2"]
+    last = _refused_by_the_option(CliRunner().invoke(main, [*args, "--max-memory", "1MiB"]),
+                                  "1.0 MiB")  # fmt: skip
+    assert "t10k-images-idx3-ubyte.gz" in last and "2 x 1024 x 1024" in last
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export", "build", "check"])
+def test_max_memory_option_is_one_option_on_every_command_that_loads(command):
+    """Every command that loads a model or data has the same --max-memory (its help,
+    its parsing and its error)."""
+    args = {"train": ["x.yaml"], "evaluate": ["m.keras", "--data", "d"],
+            "predict": ["m.keras", "x.png"], "export": ["x.yaml"], "build": ["x.yaml"],
+            "check": ["x.yaml"]}[command]  # fmt: skip
+    result = CliRunner().invoke(main, [command, *args, "--max-memory", "lots"])
+    assert result.exit_code == 2 and "--max-memory" in result.output, result.output
+    assert "Traceback" not in result.output
+    text = CliRunner().invoke(main, [command, "--help"]).output
+    assert "--max-memory SIZE" in text and "$NINCOMPILE_MAX_MEMORY" in text
 
 
 def test_keras_config_is_read_with_a_bound(small_keras, tmp_path, monkeypatch):
@@ -315,6 +402,20 @@ def test_cifar_archive_stream_is_capped(tmp_path, monkeypatch):
         read_source(path, split="test")
     monkeypatch.undo()
     assert read_source(path, split="test").images.shape == (10, 32, 32, 3)
+
+
+def test_cifar_training_set_is_held_once(tmp_path):
+    """Reading an archive's five training batches holds the data set once, plus what
+    unpickling one batch takes; not every member's bytes, their arrays, transposed
+    copies and a concatenation of them (5.5 times the data set before)."""
+    n = 1000
+    members = {f"data_batch_{i}": _cifar_batch(n) for i in range(1, 6)}
+    archive = _tar(tmp_path / "cifar-10-python.tar.gz", {"batches.meta": _cifar_meta(), **members})
+    shapes = []
+    peak = _tracemalloc_peak(lambda: shapes.append(read_source(archive).images.shape))
+    assert shapes == [(5 * n, 32, 32, 3)]
+    batch = n * 3072
+    assert peak - 5 * batch < 8 * batch, f"{(peak - 5 * batch) / batch:.1f} batches beyond the set"
 
 
 def test_cifar_batch_file_is_sized_before_reading(tmp_path):

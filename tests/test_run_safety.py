@@ -195,6 +195,74 @@ def test_a_fifo_state_file_is_refused(run, alarm):
     _refused(_cli("train", run, "--resume"), "state.json", "not a regular file")
 
 
+def _image_folder(root: Path) -> Path:
+    """One 12x12 image in each of the tiny model's four class folders."""
+    from PIL import Image
+
+    for i, name in enumerate("abcd"):
+        (root / name).mkdir(parents=True)
+        Image.fromarray(np.full((12, 12, 3), 40 * i, np.uint8)).save(root / name / "x.png")
+    return root
+
+
+def _model_command(command: str, model: Path, tmp_path: Path) -> list:
+    images = tmp_path / "images"
+    if not images.is_dir():
+        _image_folder(images)
+    return {
+        "evaluate": ["evaluate", model, "--data", images, "--confusion", tmp_path / "c.png"],
+        "predict": ["predict", model, images],
+        "export": ["export", model, "-o", tmp_path / "m.onnx"],
+    }[command]
+
+
+def _link_away(run: Path, name: str, tmp_path: Path) -> None:
+    """Move the run's ``name`` out of it and leave a link to it in its place."""
+    elsewhere = tmp_path / "elsewhere" / name
+    elsewhere.parent.mkdir()
+    shutil.move(run / name, elsewhere)
+    (run / name).symlink_to(elsewhere)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
+@pytest.mark.parametrize("name", [runs.MODEL, runs.SPEC])
+def test_a_linked_file_of_a_run_folder_is_not_loaded(run, tmp_path, command, name):
+    """evaluate, predict and export of a run folder read model.keras and spec.yaml as
+    train --resume does: a link there (here to a valid copy, which would load) is
+    refused, naming the file, and never followed."""
+    _link_away(run, name, tmp_path)
+    _refused(_cli(*_model_command(command, run, tmp_path)), name, "symbolic link")
+    assert not (tmp_path / "m.onnx").exists() and not (run / "confusion.png").exists()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
+@pytest.mark.parametrize("name", [runs.BEST, runs.MODEL, runs.SPEC])
+def test_a_linked_file_beside_a_saved_model_of_a_run_is_not_loaded(run, tmp_path, command, name):
+    """RUN/best.keras (or RUN/model.keras) is read with the spec.yaml beside it: when
+    either is a link, the command refuses it rather than following it."""
+    model = run / (runs.MODEL if name == runs.SPEC else name)
+    _link_away(run, name, tmp_path)
+    _refused(_cli(*_model_command(command, model, tmp_path)), name, "symbolic link")
+
+
+def test_a_linked_model_outside_any_run_folder_is_the_users_choice(run, tmp_path):
+    """A .keras file the user links to from a folder of their own (no spec.yaml beside
+    it) loads: the link is what the user named, not something found in a run folder."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "latest.keras").symlink_to(run / runs.BEST)
+    result = _cli(*_model_command("predict", mine / "latest.keras", tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "x.png" in result.output
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_fifo_in_a_run_folder_is_refused_without_opening_it(run, tmp_path, alarm, command):
+    (run / runs.SPEC).unlink()
+    os.mkfifo(run / runs.SPEC)
+    _refused(_cli(*_model_command(command, run, tmp_path)), runs.SPEC, "not a regular file")
+
+
 # ------------------------------------------ 2. a failure before epoch 1 leaves --out usable
 
 

@@ -958,9 +958,47 @@ class _CifarUnpickler(pickle.Unpickler):
         raise _Refused(f"persistent id {pid!r}")
 
 
-def _unpickle(data: bytes, where: str):
+class _BufferReader:
+    """A read-only binary file over a buffer, for the unpickler: each read copies only
+    what it returns (``io.BytesIO`` of a ``bytearray`` copies the whole buffer first)."""
+
+    def __init__(self, buffer):
+        self.buffer, self.view, self.pos = buffer, memoryview(buffer), 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.view) if n is None or n < 0 else min(self.pos + n, len(self.view))
+        data = self.view[self.pos : end].tobytes()
+        self.pos = end
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:
+        end = self.buffer.find(b"\n", self.pos)
+        return self.read(-1 if end < 0 else end + 1 - self.pos)
+
+
+def _read_upto(f, size: int) -> bytearray:
+    """The first ``size`` bytes of ``f`` (fewer at its end), read in 1 MiB pieces into
+    one buffer of ``size``: no other copy of them is made on the way."""
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        n = f.readinto(view[got : got + (1 << 20)])
+        if not n:
+            break
+        got += n
+    view.release()
+    del buffer[got:]
+    return buffer
+
+
+def _unpickle(data: bytes | bytearray, where: str):
     try:
-        return _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
+        return _CifarUnpickler(_BufferReader(data), encoding="bytes").load()
     except _Refused as err:
         raise DataError(
             f"refusing to unpickle {where}: the pickle wants to load {err.what}, which a "
@@ -997,8 +1035,7 @@ def _cifar_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
             f"{where} is not a CIFAR-10 batch: expected b'labels' with one integer per image "
             f"({x.shape[0]:,}), found {n}"
         )
-    images = x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), labels
+    return x, labels  # (N, 3072), channels first: _cifar_result lays them out
 
 
 def _cifar_names(data: bytes, where: str) -> list[str]:
@@ -1024,14 +1061,28 @@ def _cifar_result(
             f"the class list does not match {where} ({how}). Expected classes "
             f"[{_names(given)}]; the data set's label_names are [{_names(names)}]."
         )
-    images = np.concatenate([b[0] for b in batches])
     labels = np.concatenate([b[1] for b in batches])
+    images = _cifar_images(batches)
     if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
         raise DataError(
             f"{where} holds labels outside 0..{len(names) - 1} "
             f"(found {labels.min()}..{labels.max()}) for {len(names)} label_names"
         )
     return RawData(images, labels.astype(np.int32), list(names), kind, location)
+
+
+def _cifar_images(batches: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The batches' (N, 3072) channels-first rows as one (N, 32, 32, 3) array, each
+    batch dropped from ``batches`` once copied: the data set is held once, plus the
+    batch being copied (no concatenation of transposed copies)."""
+    out = np.empty((sum(len(b[0]) for b in batches), 32, 32, 3), np.uint8)
+    start = 0
+    while batches:
+        x = batches.pop(0)[0]
+        out[start : start + len(x)] = x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        start += len(x)
+        del x
+    return out
 
 
 def _cifar_dir(path: Path) -> Path | None:
@@ -1073,14 +1124,14 @@ def _read_cifar_dir(path: Path, split: str, classes) -> RawData:
             f"{', '.join(wanted)} and {CIFAR_META}"
         )
 
-    def read(name: str) -> bytes:
+    def read(name: str) -> bytearray:
         cap = _cifar_cap(name)
         try:
             with guard.open_regular(folder / name) as f:
                 size = os.fstat(f.fileno()).st_size
                 if size > cap:
                     raise _cifar_too_large(f"CIFAR-10 folder '{shown}'", name, size)
-                return f.read(cap + 1)
+                return _read_upto(f, size)  # what fstat said: a file growing is cut
         except guard.NotRegularFile as err:
             raise DataError(
                 f"CIFAR-10 folder '{shown}': {name} is not a regular file ({err.kind})"
@@ -1138,7 +1189,7 @@ def _read_cifar_tar(path: Path, split: str, classes) -> RawData:
     wanted = CIFAR_TRAIN if split == "train" else CIFAR_TEST
     shown = printable(path)
     where = f"archive '{shown}'"
-    members: dict[str, bytes] = {}
+    members: dict[str, object] = {}  # parsed as read: a member's bytes never outlive it
     try:
         with guard.open_regular(path) as raw:
             stream = io.BufferedReader(
@@ -1155,7 +1206,10 @@ def _read_cifar_tar(path: Path, split: str, classes) -> RawData:
                             )
                         f = tar.extractfile(m)
                         if f is not None:
-                            members[base] = f.read(cap + 1)
+                            parse = _cifar_names if base == CIFAR_META else _cifar_batch
+                            data = _read_upto(f, m.size)  # what the header said (<= cap)
+                            members[base] = parse(data, f"'{shown}' member {base}")
+                            del data
     except DataError:
         raise
     except guard.NotRegularFile as err:
@@ -1171,8 +1225,8 @@ def _read_cifar_tar(path: Path, split: str, classes) -> RawData:
             f"archive '{shown}' lacks {', '.join(f'{CIFAR_DIR}/{m}' for m in missing)}: "
             f"expected the cifar-10-python.tar.gz archive"
         )
-    names = _cifar_names(members.pop(CIFAR_META), f"'{shown}' member {CIFAR_META}")
-    batches = [_cifar_batch(members.pop(m), f"'{shown}' member {m}") for m in wanted]
+    names = members.pop(CIFAR_META)
+    batches = [members.pop(m) for m in wanted]
     return _cifar_result(
         batches, names, classes, f"CIFAR-10 archive '{shown}'", "cifar10-tar", str(path)
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli_support import user_errors
+from ..cli_support import max_memory_option, user_errors
 from .convert import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .quantize import (
     DEFAULT_CALIBRATION,
@@ -83,6 +83,7 @@ class _Batch(click.ParamType):
     help=f"With --quantize: refuse when int8 accuracy is more than this many points below "
     f"Keras's (labelled --data).  [default: {DEFAULT_MAX_ACCURACY_DROP:g}]",
 )  # fmt: skip
+@max_memory_option
 @user_errors
 def export(
     source,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_support import fail, user_errors
+from ..cli_support import fail, max_memory_option, user_errors
 from ..errors import Stopped, TrainStopped
 from ..files import regular_or_missing
 
@@ -192,6 +192,7 @@ def _stop_message(err: BaseException) -> tuple[str, int]:
     help="Several processes: this one's index (KERAS_DISTRIBUTION_PROCESS_ID).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
+@max_memory_option
 @user_errors
 def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
           mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
@@ -286,6 +287,7 @@ def _train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_aft
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=str),
               help="Decoded-image cache.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@max_memory_option
 @user_errors
 def evaluate(model, data, batch_size, confusion, cache_dir, as_json) -> None:
     """Loss, accuracy and per-class accuracy of MODEL (a run folder or a .keras file)."""
@@ -314,6 +316,7 @@ def evaluate(model, data, batch_size, confusion, cache_dir, as_json) -> None:
 @click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
               help="How many classes to show per image.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@max_memory_option
 @user_errors
 def predict(model, images, top, as_json) -> None:
     """Classify IMAGES (files or folders) with MODEL (a run folder or a .keras file)."""

@@ -4,7 +4,8 @@ images, through the same preprocessing as training (never the augmentation).
 A run folder gives ``model.keras`` and, from ``spec.yaml``, the class names, the
 normalisation and whether the model outputs logits.  A ``.keras`` file uses the
 ``spec.yaml`` beside it when there is one (``RUN/best.keras``); otherwise pixels are
-fed as ``x / 255`` and classes are numbered.
+fed as ``x / 255`` and classes are numbered.  A run's files are never read through a
+link (:func:`nincompile.train.saved.model_files`).
 
 Memory is bounded: the model file is sized before it is loaded
 (:func:`nincompile.guard.check_keras_file`, against ``max_memory`` or the default

@@ -16,6 +16,10 @@ A model comes from one of three places:
   regular file (a FIFO, a device) is refused without being opened;
 * a **training run** folder (:mod:`nincompile.train.run`): ``model.keras`` (required)
   and ``spec.yaml`` (optional: the name, classes and normalisation come from it).
+  These, the ``spec.yaml`` beside a ``.keras`` file and a ``.keras`` file that belongs
+  to a run (``RUN/best.keras``) are found as ``train --resume`` finds a run's files
+  (:meth:`~nincompile.train.run.RunFolder.file`, :func:`~nincompile.files.regular_or_missing`):
+  a symbolic link, FIFO or device there is refused in one line, never followed.
 
 Every problem is a :class:`~nincompile.errors.ModelLoadError` naming the file.
 Keras is imported only when a model is loaded.
@@ -30,7 +34,7 @@ from pathlib import Path
 
 from .. import guard
 from ..errors import ModelLoadError
-from ..files import sha256_file
+from ..files import regular_or_missing, sha256_file
 from . import run as runs
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -67,29 +71,47 @@ class SavedModel:
         return list(self.data.std) if self.data and self.data.std is not None else None
 
 
-def _check_run_folder(path: Path) -> None:
-    if not (path / runs.MODEL).is_file():
+def _run_file(folder: Path, name: str) -> Path | None:
+    """``folder / name`` read as a run folder's file is read (as ``train --resume`` reads
+    them): a symbolic link there, a FIFO, a device or a folder is refused with
+    :class:`~nincompile.files.UnsafePathError` without being opened or followed; None
+    when there is nothing."""
+    path = runs.RunFolder(folder).file(name)
+    return path if regular_or_missing(path, runs.WHAT) else None
+
+
+def _check_run_folder(path: Path) -> Path:
+    model = _run_file(path, runs.MODEL)
+    if model is None:
         raise ModelLoadError(
             f"cannot load '{path}': it is not a run folder, which must hold {runs.MODEL} "
             f"(and optionally {runs.SPEC}); train one with nincompile train, or pass a "
             ".keras file"
         )
+    return model
 
 
 def model_files(path: str | os.PathLike) -> tuple[Path, Path | None]:
     """``(model, spec or None)`` of a run folder (``model.keras``, ``spec.yaml``) or of
-    a ``.keras`` file (the ``spec.yaml`` beside it, as for ``RUN/best.keras``)."""
+    a ``.keras`` file (the ``spec.yaml`` beside it, as for ``RUN/best.keras``).
+
+    The folder named (or the one holding the named file) is the user's choice and may
+    be a link; what is found in it is not: ``model.keras`` and ``spec.yaml`` of a run
+    folder, the ``spec.yaml`` beside a ``.keras`` file, and a ``.keras`` file that is
+    part of a run (``model.keras``, ``best.keras``, or any with a ``spec.yaml``
+    beside it) are refused when they are links (or FIFOs, devices), as ``train
+    --resume`` refuses them."""
     path = Path(path)
     if path.is_dir():
-        _check_run_folder(path)
-        model, spec = path / runs.MODEL, path / runs.SPEC
-    elif path.exists() or path.suffix.lower() in (".keras", *HDF5_SUFFIXES):
-        model, spec = path, path.parent / runs.SPEC
-    else:
+        return _check_run_folder(path), _run_file(path, runs.SPEC)
+    if not (os.path.lexists(path) or path.suffix.lower() in (".keras", *HDF5_SUFFIXES)):
         raise ModelLoadError(
             f"cannot load '{path}': no such file or folder; expected a run folder or a .keras file"
         )
-    return model, spec if spec.is_file() else None
+    spec = _run_file(path.parent, runs.SPEC)
+    if spec is not None or path.name in (runs.MODEL, runs.BEST):
+        _run_file(path.parent, path.name)  # part of a run: not a link
+    return path, spec
 
 
 def source_kind(path: Path) -> str:
@@ -100,7 +122,7 @@ def source_kind(path: Path) -> str:
             f"refusing '{path}': legacy HDF5 (.h5) models are not loaded because Keras's "
             "safe mode does not protect them; re-save the model as .keras"
         )
-    if not path.exists():
+    if not os.path.lexists(path):
         raise ModelLoadError(f"cannot load '{path}': no such file or folder")
     if path.is_dir():
         _check_run_folder(path)
