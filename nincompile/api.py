@@ -1,17 +1,29 @@
-"""The library API behind the CLI.
+"""The library: everything the ``nincompile`` command line does, as Python functions
+(the CLI parses its options, calls these and prints what they return).
 
-``compile_spec`` validates and lowers a spec to the IR and counts parameters without
-importing TensorFlow or Keras; ``build`` also makes the Keras model (after the resource
-guard, :mod:`nincompile.guard`, has estimated that it fits) and proves its counts equal
-the IR's; ``load_weights`` fills it with trained weights (:mod:`nincompile.weights`);
-``save_model`` writes a ``.keras`` file atomically.
+At the package's top level (``import nincompile``): :func:`load`, :func:`check`,
+:func:`build`, :func:`emit`, :func:`train`, :func:`evaluate`, :func:`predict`,
+:func:`export`, :func:`sweep`, :func:`compare` and :func:`list_specs`.  A spec
+argument is a path, a built-in spec's name (``"resnet18"``; a file of that name wins),
+a loaded :class:`~nincompile.spec.SpecSource`, a :class:`Compiled` spec or, where it
+makes sense, a :class:`Run`; ``overrides`` is a mapping (``{"train.epochs": 5}``),
+validated exactly as ``--set train.epochs=5`` is.
+
+Lower down: ``compile_spec`` validates and lowers a spec to the IR and counts
+parameters without importing TensorFlow or Keras; ``build`` also makes the Keras model
+(after the resource guard, :mod:`nincompile.guard`, has estimated that it fits) and
+proves its counts equal the IR's; ``load_weights`` fills it with trained weights
+(:mod:`nincompile.weights`); ``save_model`` writes a ``.keras`` file atomically.
+Keras and TensorFlow are imported only by the functions that need them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from . import guard
@@ -129,14 +141,18 @@ def compile_spec(path: str | os.PathLike) -> Compiled:
     return compile_source(load_spec(path))
 
 
-def compile_all(path: str | os.PathLike, variant: str | None = None) -> list[Compiled]:
-    """Every model of a spec file: one, or one per member of its ``family:`` or
-    combination of its ``variants:``; with ``variant``, only the one of that name (or
-    name suffix after ``<spec name>_``)."""
+def _members(source: SpecSource, variant: str | None) -> list[SpecSource]:
     from .spec.variants import expand, select
 
-    source = load_spec(path)
-    members = [select(source, variant)] if variant is not None else expand(source)
+    return [select(source, variant)] if variant is not None else expand(source)
+
+
+def compile_all(spec, variant: str | None = None, *, overrides=None) -> list[Compiled]:
+    """Every model of a spec: one, or one per member of its ``family:`` or combination
+    of its ``variants:``; with ``variant``, only the one of that name (or name suffix
+    after ``<spec name>_``)."""
+    source = load(spec, overrides)
+    members = _members(source, variant)
     if len(members) == 1 and members[0] is source:
         return [compile_source(source)]
     out = []
@@ -151,11 +167,145 @@ def compile_all(path: str | os.PathLike, variant: str | None = None) -> list[Com
     return out
 
 
-def build(compiled: Compiled, limits: guard.Limits | None = None):
-    """The Keras model of a compiled spec, its counts checked against the IR.  A model
-    over the resource ``limits`` (default :meth:`guard.Limits.from_env`) is refused
-    with :class:`guard.ResourceError` before TensorFlow allocates anything."""
-    guard.check(compiled, limits)
+# ------------------------------------------------------------------ load, check, build
+
+
+def load(spec, overrides: Mapping[str, object] | Sequence[str] | None = None,
+         variant: str | None = None) -> SpecSource:  # fmt: skip
+    """The validated spec of ``spec`` (a path or built-in name, a loaded spec, a
+    :class:`Compiled` one, a :class:`CheckResult` or a :class:`Run`) with ``overrides`` applied
+    (a mapping ``{"train.epochs": 5}``, validated as ``--set train.epochs=5`` is; or
+    ``--set`` strings) and, with ``variant``, only that member of its ``family:`` or
+    ``variants:``.  Raises :class:`~nincompile.errors.SpecError` naming every problem."""
+    from .spec.overrides import apply_overrides
+    from .spec.variants import select
+
+    if isinstance(spec, CheckResult):
+        spec = spec.compiled
+    if isinstance(spec, Compiled):
+        spec = spec.source
+    if isinstance(spec, Run):
+        spec = spec.spec_path
+    source = spec if isinstance(spec, SpecSource) else load_spec(spec)
+    source = apply_overrides(source, overrides)
+    return select(source, variant) if variant is not None else source
+
+
+def _compile(spec, overrides=None, variant: str | None = None) -> Compiled:
+    """One compiled model: ``spec`` itself when it is compiled already."""
+    if isinstance(spec, CheckResult) and overrides is None and variant is None:
+        return spec.compiled
+    if isinstance(spec, Compiled) and overrides is None and variant is None:
+        return spec
+    models = compile_all(spec, variant, overrides=overrides)
+    if len(models) > 1:
+        names = ", ".join(m.name for m in models)
+        raise NincompileError(
+            f"{models[0].source.file} holds {len(models)} models ({names}); pass variant= "
+            "one of them (check_all checks them all)"
+        )
+    return models[0]
+
+
+@dataclass
+class CheckResult:
+    """A compiled model checked against its ``expect:`` figures and the resource
+    limits: ``estimate`` is the guard's (None when it is over the limits, and ``error``
+    says why)."""
+
+    compiled: Compiled
+    limits: guard.Limits
+    estimate: guard.Estimate | None
+    error: NincompileError | None = None
+
+    @property
+    def name(self) -> str:
+        return self.compiled.name
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.compiled.counts()
+
+    @property
+    def macs(self) -> int:
+        return self.compiled.graph.macs
+
+    @property
+    def mismatches(self) -> list[tuple[str, int, int]]:
+        """``(category, expected, actual)`` for each ``expect:`` figure that differs."""
+        return self.compiled.expect_mismatches()
+
+    @property
+    def problems(self) -> list[dict]:
+        """Every problem as a :func:`problem_dicts` entry: ``expect:`` figures that
+        differ, then what the resource guard refused."""
+        out = self.compiled.expect_problems()
+        if self.error is not None:
+            out += problem_dicts(self.error, self.compiled.source.file)
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.mismatches
+
+    def summary(self) -> dict:
+        """What ``check --json`` prints for this model."""
+        out = self.compiled.summary()
+        if self.error is not None:
+            out["ok"] = False
+            out["problems"].extend(problem_dicts(self.error, self.compiled.source.file))
+        return out
+
+
+def limits_of(max_params: int | None = None, max_memory: int | None = None) -> guard.Limits:
+    """The resource limits: these where given, else the environment's, else the
+    defaults (see :meth:`nincompile.guard.Limits.from_env`)."""
+    return guard.Limits.from_env(max_params, max_memory)
+
+
+def check_compiled(compiled: Compiled, limits: guard.Limits | None = None) -> CheckResult:
+    """:class:`CheckResult` of a compiled model (the resource guard runs once)."""
+    limits = limits or guard.Limits.from_env()
+    try:
+        return CheckResult(compiled, limits, guard.check(compiled, limits))
+    except guard.ResourceError as err:
+        return CheckResult(compiled, limits, None, err)
+
+
+def check(spec, *, overrides=None, variant: str | None = None, max_params: int | None = None,
+          max_memory: int | None = None) -> CheckResult:  # fmt: skip
+    """Validate one model and count it without TensorFlow: its counts and MACs, the
+    ``expect:`` figures that differ and whether it is within the resource limits
+    (``ok``).  A spec of several models needs ``variant``; :func:`check_all` takes
+    them all.  A spec that does not compile raises
+    :class:`~nincompile.errors.SpecError`."""
+    return check_compiled(_compile(spec, overrides, variant), limits_of(max_params, max_memory))
+
+
+def check_all(spec, *, overrides=None, variant: str | None = None,
+              limits: guard.Limits | None = None) -> list[CheckResult]:  # fmt: skip
+    """:func:`check` of every model of ``spec`` (each family member or variant)."""
+    limits = limits or guard.Limits.from_env()
+    return [check_compiled(c, limits) for c in compile_all(spec, variant, overrides=overrides)]
+
+
+def build(spec, limits: guard.Limits | None = None, *, overrides=None,
+          variant: str | None = None, weights=None, out: str | os.PathLike | None = None,
+          max_params: int | None = None, max_memory: int | None = None):  # fmt: skip
+    """The Keras model of ``spec``, its counts checked against the IR.  A model over
+    the resource limits (``limits``, else ``max_params``/``max_memory``, else the
+    environment's) is refused with :class:`guard.ResourceError` before TensorFlow
+    allocates anything; a :class:`CheckResult` is not estimated again.  ``weights``
+    (a ``.keras``/``.weights.h5`` file, ``keras:NAME`` or what :func:`read_weights`
+    returned) are loaded into it; with ``out`` it is saved as ``out/<name>.keras``."""
+    if isinstance(spec, CheckResult) and overrides is None and variant is None:
+        if spec.error is not None:
+            raise spec.error
+    else:
+        compiled = _compile(spec, overrides, variant)
+        limits = limits or limits_of(max_params, max_memory)
+        spec = CheckResult(compiled, limits, guard.check(compiled, limits))
+    compiled = spec.compiled
     from .keras_builder import build_model, count_params
 
     model = build_model(compiled.graph)
@@ -165,6 +315,10 @@ def build(compiled: Compiled, limits: guard.Limits | None = None):
             f"{compiled.name}: Keras built {actual} but the IR counted {compiled.counts()}; "
             "please report this bug"
         )
+    if weights is not None:
+        load_weights(model, weights)
+    if out is not None:
+        save_model(model, out, compiled.name)
     return model
 
 
@@ -201,3 +355,360 @@ def save_model(model, out_dir: str | os.PathLike, name: str) -> Path:
     target = out / f"{name}.keras"
     atomic_write(target, lambda tmp: model.save(tmp))
     return target
+
+
+# ------------------------------------------------------------------------- list
+
+
+@dataclass
+class BuiltinModel:
+    """One model of a built-in spec, as ``nincompile list`` shows it."""
+
+    spec: str  # the name to pass (nin_badm, resnet50, applications/vgg16)
+    name: str  # the model's name (a family member's or variant's own)
+    path: Path
+    counts: dict[str, int]
+    macs: int
+    input: tuple[int, ...]
+
+
+def list_specs() -> list[BuiltinModel]:
+    """Every model of every built-in spec, counted as :func:`check` counts them."""
+    from .spec import builtin
+
+    out = []
+    for b in builtin.builtins():
+        for c in compile_all(b.path):
+            out.append(BuiltinModel(b.name, c.name, b.path, c.counts(), c.graph.macs,
+                                    tuple(c.spec.input)))  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------- emit
+
+
+@dataclass
+class EmitResult:
+    """What :func:`emit` rendered (``generated``: spec, name, target, text), the specs
+    that failed (``errors``) and, when it wrote, which files changed, or, with
+    ``check``, the files that are ``missing``, ``stale`` or ``orphan``."""
+
+    out: Path | None
+    generated: list = dataclass_field(default_factory=list)
+    errors: list[NincompileError] = dataclass_field(default_factory=list)
+    changed: dict[Path, bool] = dataclass_field(default_factory=dict)
+    stale: list[tuple[Path, str]] = dataclass_field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.stale
+
+    def text(self, name: str | None = None) -> str:
+        """The module rendered for model ``name`` (the only one when None)."""
+        if name is None and len(self.generated) == 1:
+            return self.generated[0].text
+        for g in self.generated:
+            if g.name == name:
+                return g.text
+        raise NincompileError(
+            f"no generated module named {name!r}; have: "
+            + ", ".join(g.name for g in self.generated)
+        )
+
+
+def spec_path(spec: str | os.PathLike) -> Path:
+    """The file of ``spec``: the path itself when it exists, else the built-in spec of
+    that name, else the path (whose reading then says there is no such file)."""
+    from .spec import builtin
+
+    path = Path(spec)
+    if not os.path.lexists(path) and (found := builtin.find(str(spec))) is not None:
+        return found
+    return path
+
+
+def emit(specs=None, out: str | os.PathLike | None = None, *, check: bool = False) -> EmitResult:
+    """Render each spec of ``specs`` (one spec, or several; default ``specs/*.yaml`` of
+    the current folder) as a standalone Keras module.  With ``out``, write
+    ``out/<name>.py`` atomically where the text changed; with ``check``, write nothing
+    and list the files of ``out`` (default ``generated``) that are missing, stale or,
+    when ``specs`` is the default set, generated by no spec.  A spec that fails is in
+    ``errors`` (raised when ``specs`` is a single spec) and the others still render."""
+    from .codegen import files
+
+    single = isinstance(specs, str | os.PathLike)
+    default_set = not specs
+    specs = [specs] if single else list(specs or files.default_specs())
+    if not specs:
+        raise NincompileError("no SPEC given and no specs/*.yaml in the current folder")
+    if check and out is None:
+        out = files.DEFAULT_OUT
+    label_dir = out if out is not None else files.DEFAULT_OUT
+    generated, errors = files.render_specs([str(spec_path(s)) for s in specs], label_dir)
+    if single and errors:
+        raise errors[0]
+    result = EmitResult(Path(out) if out is not None else None, generated, errors)
+    if check:
+        result.stale = [(g.target, why) for g in generated if (why := files.problem(g))]
+        if default_set:  # with every spec in play, a file no spec generates is left over
+            orphans = sorted(set(Path(out).glob("*.py")) - {g.target for g in generated})
+            result.stale += [(path, "orphan") for path in orphans]
+    elif out is not None:
+        for g in generated:
+            try:
+                result.changed[g.target] = files.write(g)
+            except NincompileError as err:
+                result.errors.append(err)
+    return result
+
+
+# ---------------------------------------------------------------- train and runs
+
+
+@dataclass
+class Run:
+    """A training run folder: its history (one dict per epoch), its ``metrics.json``
+    and the paths of what it holds.  A run can be passed wherever a path to a model
+    is taken (``evaluate``, ``predict``, ``export``)."""
+
+    path: Path
+    history: list[dict]
+    metrics: dict
+    resumed_from: int = 0
+    notes: list[str] = dataclass_field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Run:
+        """The run in folder ``path`` as it is now."""
+        from .train import run as runs
+        from .train.saved import model_files
+
+        model_files(path)  # refuses what is not a run folder
+        folder = runs.RunFolder(path)
+        return cls(Path(path), folder.read_history(), folder.metrics() or {})
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def _file(self, key: str) -> Path:
+        from .train import run as runs
+
+        return self.path / getattr(runs, key)
+
+    @property
+    def spec_path(self) -> Path:
+        return self._file("SPEC")
+
+    @property
+    def model_path(self) -> Path:
+        return self._file("MODEL")
+
+    @property
+    def best_path(self) -> Path:
+        return self._file("BEST")
+
+    @property
+    def best(self) -> dict:
+        """The best epoch's figures (``epoch``, ``val_accuracy``, ...)."""
+        return self.metrics.get("best") or {}
+
+    @property
+    def final(self) -> dict:
+        return self.metrics.get("final") or {}
+
+    @property
+    def finished(self) -> bool:
+        return self.metrics.get("epochs_completed", 0) >= self.metrics.get("epochs", 0)
+
+
+def _train_overrides(overrides, epochs, batch_size, mixed_precision, jit_compile) -> list:
+    """The overrides of a training call: ``overrides``, then the typed options (in the
+    order ``nincompile train`` has always written them, so both resolve one text)."""
+    from .spec.overrides import parse_overrides
+
+    typed = {}
+    if epochs is not None:
+        typed["train.epochs"] = epochs
+    if batch_size is not None:
+        typed["train.batch_size"] = batch_size
+    if mixed_precision is not None:
+        off = mixed_precision in (False, "off", "false")
+        typed["train.mixed_precision"] = False if off else mixed_precision
+    if jit_compile is not None:
+        typed["train.jit_compile"] = {"on": True, "off": False}.get(jit_compile, jit_compile)
+    return parse_overrides(overrides) + parse_overrides(typed)
+
+
+def train(spec, *, data=None, val=None, out: str | os.PathLike | None = None,
+          epochs: int | None = None, batch_size: int | None = None, overrides=None,
+          variant: str | None = None, resume: bool = False, stop_after: int | None = None,
+          mixed_precision: bool | str | None = None, jit_compile: bool | str | None = None,
+          cache_dir=None, devices=None, reporter=None) -> Run:  # fmt: skip
+    """Train ``spec`` into a run folder (``out``, default ``runs/<name>``, numbered
+    when taken) and return the :class:`Run`.
+
+    ``data``/``val``: local data that wins over the spec's ``data:``; ``epochs``,
+    ``batch_size``, ``mixed_precision`` (False, ``"float16"``, ``"bfloat16"``),
+    ``jit_compile`` (True, False, ``"auto"``) and ``overrides`` change the spec;
+    ``resume`` continues ``out`` (or ``spec`` itself when it is a run or a run folder,
+    or the newest ``runs/<name>``) from its last completed epoch; ``stop_after`` stops
+    after that many epochs in this call.  ``reporter`` (a
+    :class:`nincompile.train.loop.Reporter`) hears of each epoch.  Raises
+    :class:`~nincompile.errors.TrainError` (and keeps the last good epoch) on a NaN
+    loss or a run folder that does not fit."""
+    from .files import regular_or_missing
+    from .train import run as runs
+    from .train.loop import train as fit
+
+    where = spec.path if isinstance(spec, Run) else spec
+    if isinstance(where, str | os.PathLike) and Path(where).is_dir():
+        if not resume:
+            raise NincompileError(
+                f"'{where}' is a folder: pass a spec file, or add resume=True to continue a run"
+            )
+        if out is not None and Path(out).resolve() != Path(where).resolve():
+            raise NincompileError("give the run folder once: as the spec or as out, not both")
+        out = where
+        spec = runs.RunFolder(where).file(runs.SPEC)  # refuses a link
+        regular_or_missing(spec, runs.WHAT)  # and a FIFO, before opening it
+    items = _train_overrides(overrides, epochs, batch_size, mixed_precision, jit_compile)
+    source = load(spec, items, variant)
+    result = fit(source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,
+                 cache_dir=cache_dir, reporter=reporter, devices=devices)  # fmt: skip
+    return Run(Path(result.run), result.history, result.metrics, result.resumed_from,
+               result.notes)  # fmt: skip
+
+
+def evaluate(model, data, *, batch_size: int = 256, confusion=None, cache_dir=None) -> dict:
+    """Loss, accuracy, per-class accuracy and the confusion matrix of a trained
+    ``model`` (a :class:`Run`, a run folder or a ``.keras`` file) on labelled ``data``
+    (a class folder, a CIFAR or MNIST download's test split): the dict that
+    ``nincompile evaluate --json`` prints.  Also writes the confusion-matrix PNG
+    (``confusion``, default ``RUN/confusion.png`` or ``MODEL.confusion.png``)."""
+    from .train.infer import evaluate as run_evaluate
+
+    return run_evaluate(os.fspath(model), os.fspath(data), batch_size=batch_size,
+                        confusion_png=confusion, cache_dir=cache_dir)  # fmt: skip
+
+
+def predict(model, images, *, top: int = 5, batch_size: int = 256) -> list[dict]:
+    """The ``top`` classes and probabilities of each image (``images``: a file, a
+    folder or a list of them) by a trained ``model`` (a :class:`Run`, a run folder or
+    a ``.keras`` file): what ``nincompile predict --json`` prints."""
+    from .train.infer import predict as run_predict
+
+    if isinstance(images, str | os.PathLike):
+        images = [images]
+    return run_predict(os.fspath(model), [os.fspath(i) for i in images], top=top,
+                       batch_size=batch_size)  # fmt: skip
+
+
+#: The options of :func:`export` that only an int8 export takes.
+GATE_OPTIONS = ("calibration", "holdout", "min_agreement", "max_accuracy_drop")
+
+
+def export(source, out: str | os.PathLike | None = None, *, quantize: str | None = None,
+           opset: int | None = None, batch: int | None = None, data=None,
+           include_preprocessing: bool = False, calibration: int | None = None,
+           holdout: int | None = None, min_agreement: float | None = None,
+           max_accuracy_drop: float | None = None):  # fmt: skip
+    """Export ``source`` (a spec path or name, a ``.keras`` file, a :class:`Run` or a
+    run folder) to ONNX, prove it matches Keras and write it atomically; returns the
+    :class:`~nincompile.export.report.ExportReport` (``lines()`` is what the CLI prints).
+
+    ``out`` defaults to ``build/<name>.onnx``; ``batch`` None is a dynamic batch axis;
+    ``data`` (an image folder) adds a parity check on real images.  With
+    ``quantize="int8"`` the model is quantised (raw pixels in), calibrated on ``data``
+    and written only when it passes the gate (``calibration``, ``holdout``,
+    ``min_agreement``, ``max_accuracy_drop``).  Raises an
+    :class:`~nincompile.errors.ExportError` and writes nothing when a check fails."""
+    from .export.convert import DEFAULT_OPSET
+    from .export.onnx_export import export_onnx
+
+    if isinstance(source, str | os.PathLike) and not isinstance(source, Run):
+        source = spec_path(source)
+    source = os.fspath(source)
+    opset = DEFAULT_OPSET if opset is None else opset
+    given = dict(zip(GATE_OPTIONS, (calibration, holdout, min_agreement, max_accuracy_drop),
+                     strict=True))  # fmt: skip
+    gate = {k: v for k, v in given.items() if v is not None}
+    if quantize is not None:
+        from .export.quantize import quantize_onnx
+
+        return quantize_onnx(source, out, data=data, mode=quantize.lower(), opset=opset,
+                             batch=batch, **gate)  # fmt: skip
+    if gate:
+        from .errors import OptionError
+
+        raise OptionError(f"{', '.join(gate)} only apply with quantize='int8'")
+    return export_onnx(source, out, opset=opset, batch=batch, data=data,
+                       include_preprocessing=include_preprocessing)  # fmt: skip
+
+
+# ------------------------------------------------------------------ sweep, compare
+
+
+@dataclass
+class SweepResult:
+    """A sweep: every member, the ones this shard trained, what became of each
+    (``outcomes``: skipped, trained, failed) and the comparison (``compare``'s dict, or
+    ``compare_error`` when there is nothing to compare yet)."""
+
+    out: Path
+    members: list
+    mine: list
+    outcomes: list
+    comparison: dict | None = None
+    compare_error: str | None = None
+
+    @property
+    def failed(self) -> list:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def sweep(specs, *, data=None, val=None, out: str | os.PathLike = "sweeps/sweep",
+          epochs: int | None = None, seeds: int = 1, jobs: int = 1, overrides=None,
+          shard: str | tuple[int, int] | None = None, cache_dir=None,
+          say: Callable[[str], None] | None = None) -> SweepResult:  # fmt: skip
+    """Train every variant of ``specs`` (times ``seeds``) with the same data, split and
+    schedule, one run folder each under ``out``, then compare them (``out/compare.md``,
+    ``.csv``, ``.png``).  Finished members are skipped and interrupted ones resumed;
+    members run as separate processes (``jobs`` at once).  ``shard`` (``"i/n"`` or
+    ``(i, n)``) takes machine i's share of n.  ``say`` hears each step."""
+    from .spec.overrides import parse_overrides
+    from .sweep import members as sweep_members
+    from .sweep.compare import compare as run_compare
+    from .sweep.runner import run_members
+
+    say = say or (lambda text: None)
+    if isinstance(specs, str | os.PathLike):
+        specs = [specs]
+    items = parse_overrides(overrides)
+    if epochs is not None:
+        items += parse_overrides({"train.epochs": epochs})
+    everyone = sweep_members.members(list(specs), items, seeds)
+    which = sweep_members.parse_shard(shard) if isinstance(shard, str | None) else shard
+    mine = sweep_members.shard(everyone, which)
+    where = f" (shard {which[0]}/{which[1]}: {len(mine)} of {len(everyone)})" if which else ""
+    say(f"sweep of {len(everyone)} member(s) into {out}{where}: "
+        + ", ".join(m.name for m in mine))  # fmt: skip
+    outcomes = run_members(mine, Path(out), data=data, val=val, cache_dir=cache_dir, jobs=jobs,
+                           say=say)  # fmt: skip
+    result = SweepResult(Path(out), everyone, mine, outcomes)
+    try:
+        result.comparison = run_compare([out], out)
+    except Exception as err:  # no finished epoch yet, e.g. every member failed
+        result.compare_error = str(err)
+    return result
+
+
+def compare(runs, out: str | os.PathLike | None = None) -> dict:
+    """Compare run folders (or :class:`Run` objects, or sweep folders of runs): one row
+    per variant, its mean and spread over seeds; writes ``out/compare.md``, ``.csv``
+    and ``.png`` (``out`` defaults to the sweep folder when one is given, else
+    ``compare/``) and returns what ``nincompile compare --json`` prints."""
+    from .sweep.compare import compare as run_compare
+
+    if isinstance(runs, str | os.PathLike):
+        runs = [runs]
+    return run_compare([os.fspath(r) for r in runs], out)

@@ -77,21 +77,23 @@ def _report_expect(compiled, counts) -> bool:
     return False
 
 
-def _compiled(specs, api, variant=None):
-    """``(path, compiled, None)`` for every model of SPECS (each family member or
-    variant, or only the one named ``variant``), or ``(path, None, error)`` for a spec
-    that fails."""
+def _checked(specs, variant, limits):
+    """``(path, result, None)`` for every model of SPECS (each family member or variant,
+    or only the one named ``variant``), checked (:func:`nincompile.api.check_all`), or
+    ``(path, None, error)`` for a spec that fails to compile."""
+    from . import api
+
     for path in specs:
         try:
-            models = api.compile_all(path, variant)
+            results = api.check_all(path, variant=variant, limits=limits)
         except NincompileError as err:
             yield path, None, err
             continue
-        if len(models) > 1:
-            click.echo(f"{path}: {len(models)} models: " + ", ".join(m.name for m in models),
+        if len(results) > 1:
+            click.echo(f"{path}: {len(results)} models: " + ", ".join(r.name for r in results),
                        err=True)  # fmt: skip
-        for compiled in models:
-            yield path, compiled, None
+        for result in results:
+            yield path, result, None
 
 
 _variant_option = click.option(
@@ -151,15 +153,19 @@ def main() -> None:
     """Compile CBAPD model specs (YAML) into checked Keras models, Python source and ONNX."""
 
 
-def _failed_entry(path, error, api) -> dict:
+def _failed_entry(path, error) -> dict:
     """The ``--json`` entry of a spec that does not compile."""
-    return {"spec": str(path), "ok": False, "problems": api.problem_dicts(error, str(path))}
+    from .api import problem_dicts
+
+    return {"spec": str(path), "ok": False, "problems": problem_dicts(error, str(path))}
 
 
-def _flag_problem(summary: dict, error, api, file) -> None:
+def _flag_problem(summary: dict, error, file) -> None:
     """Mark a ``--json`` summary failed with ``error``."""
+    from .api import problem_dicts
+
     summary["ok"] = False
-    summary["problems"].extend(api.problem_dicts(error, file))
+    summary["problems"].extend(problem_dicts(error, file))
 
 
 def _print_json(entries, specs) -> None:
@@ -200,10 +206,10 @@ def build(specs, out, as_json, no_save, weights, variant, max_params) -> None:
     With --json, prints one entry per model (one per spec that does not compile) with
     "ok" and its "problems" (file, line, column, path, message).
     """
-    from . import api, guard
+    from . import api
     from .errors import WeightsError
 
-    limits = guard.Limits.from_env(max_params)
+    limits = api.limits_of(max_params)
     ok = True
     entries = []
     source = []  # the --weights, read when the first model needs them (or the error)
@@ -218,34 +224,34 @@ def build(specs, out, as_json, no_save, weights, variant, max_params) -> None:
             raise source[0]
         return source[0]
 
-    for path, compiled, error in _compiled(specs, api, variant):
+    for path, checked, error in _checked(specs, variant, limits):
         if error is not None:
             _fail(str(error))
             ok = False
             if as_json:
-                entries.append(_failed_entry(path, error, api))
+                entries.append(_failed_entry(path, error))
             continue
+        compiled = checked.compiled
         summary = compiled.summary() if as_json else None
         try:
-            model = api.build(compiled, limits)
+            model = api.build(checked)  # the estimate is the check's: no second guard run
         except NincompileError as err:
             _fail(str(err))
             ok = False
             if as_json:
-                _flag_problem(summary, err, api, compiled.source.file)
+                _flag_problem(summary, err, compiled.source.file)
                 entries.append(summary)
             continue
-        counts = compiled.counts()  # api.build proved Keras's counts equal these
+        counts = checked.counts  # api.build proved Keras's counts equal these
         if as_json:
             entries.append(summary)
-            matches = not compiled.expect_mismatches(counts)
+            matches = not checked.mismatches
             if not matches:
                 _report_expect(compiled, counts)
         else:
             _print_table(compiled)
             click.echo(_totals_line(compiled, counts))
-            est = guard.estimate_of(compiled)
-            click.echo(_estimate_line(compiled, est, limits))
+            click.echo(_estimate_line(compiled, checked.estimate, limits))
             matches = _report_expect(compiled, counts)
         loaded = True
         if weights:
@@ -255,7 +261,7 @@ def build(specs, out, as_json, no_save, weights, variant, max_params) -> None:
                 _fail(f"{compiled.name}: {err}")
                 loaded = False
                 if as_json:
-                    _flag_problem(summary, err, api, weights)
+                    _flag_problem(summary, err, weights)
             else:
                 if as_json:
                     summary["weights"] = dataclasses.asdict(report)
@@ -296,39 +302,60 @@ def check(specs, as_json, variant, max_params) -> None:
     With --json, prints one entry per model (one per invalid spec) with "ok" and its
     "problems" (file, line, column, path, message).
     """
-    from . import api, guard
+    from . import api
 
-    limits = guard.Limits.from_env(max_params)
+    limits = api.limits_of(max_params)
     ok = True
     entries = []
-    for path, compiled, error in _compiled(specs, api, variant):
+    for path, checked, error in _checked(specs, variant, limits):
         if error is not None:
             _fail(str(error))
             ok = False
             if as_json:
-                entries.append(_failed_entry(path, error, api))
+                entries.append(_failed_entry(path, error))
             continue
-        try:
-            est = guard.check(compiled, limits)
-        except guard.ResourceError as err:
-            _fail(str(err))
-            ok = False
-            if as_json:
-                summary = compiled.summary()
-                _flag_problem(summary, err, api, compiled.source.file)
-                entries.append(summary)
-            continue
-        counts = compiled.counts()
+        ok &= checked.ok
         if as_json:
-            entries.append(compiled.summary())
-            ok &= not compiled.expect_mismatches()
-            continue
-        click.echo(_totals_line(compiled, counts))
-        click.echo(_estimate_line(compiled, est, limits))
-        ok &= _report_expect(compiled, counts)
+            entries.append(checked.summary())
+        elif checked.error is not None:
+            _fail(str(checked.error))
+        else:
+            click.echo(_totals_line(checked.compiled, checked.counts))
+            click.echo(_estimate_line(checked.compiled, checked.estimate, limits))
+            _report_expect(checked.compiled, checked.counts)
     if as_json:
         _print_json(entries, specs)
     sys.exit(0 if ok else 1)
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@user_errors
+def list_(as_json) -> None:
+    """List the built-in specs: pass a name where a spec path goes (nincompile check
+    resnet18; a file of that name in the current folder wins).  One row per model,
+    with the parameter counts and MACs that check computes."""
+    from . import api
+
+    models = api.list_specs()
+    if as_json:
+        rows = [{**dataclasses.asdict(m), "path": str(m.path)} for m in models]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="built-in specs (nincompile list)", title_justify="left")
+    for col, justify in (("spec", "left"), ("model", "left"), ("input", "left"),
+                         ("params", "right"), ("MACs", "right")):  # fmt: skip
+        table.add_column(col, justify=justify)
+    for m in models:
+        shape = "x".join(str(d) for d in m.input)
+        table.add_row(m.spec, m.name if m.name != m.spec else "", shape,
+                      _fmt_int(m.counts["total"]), _fmt_macs(m.macs))  # fmt: skip
+    Console(width=max(100, os.get_terminal_size(0).columns if sys.stdout.isatty() else 100)).print(
+        table
+    )
 
 
 @main.command()

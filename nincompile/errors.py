@@ -15,10 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .export.report import ExportReport
+from typing import Protocol
 
 Path = tuple[str | int, ...]
 
@@ -149,11 +146,22 @@ class ConversionError(ExportError):
     """tf2onnx could not turn the model into a clean inference graph."""
 
 
+class CheckedReport(Protocol):
+    """What :class:`VerificationFailed` carries: an export's report
+    (:class:`nincompile.export.report.ExportReport`, typed here by what it offers so that
+    this module, which every other imports, imports none of them)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def lines(self) -> list[str]: ...
+
+
 class VerificationFailed(ExportError):
     """The ONNX model failed a check; nothing was written.  ``report`` holds the
     :class:`~nincompile.export.report.ExportReport` with every check."""
 
-    def __init__(self, message: str, report: ExportReport):
+    def __init__(self, message: str, report: CheckedReport):
         super().__init__(message)
         self.report = report
 

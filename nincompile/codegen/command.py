@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -33,47 +32,37 @@ def emit(specs, out, check) -> None:
     the compiler's layer names and a helper function per block.  Files are written
     atomically and only when their text changes.  Exits 1 if any spec fails.
     """
-    from .files import default_specs, prepare_out_dir, problem, render_specs, write
+    from .. import api
+    from .files import prepare_out_dir
 
     try:
-        default_set = not specs
-        specs = list(specs) or default_specs()
-        if not specs:
-            raise NincompileError("no SPEC given and no specs/*.yaml in the current folder")
-        if check:
-            out_dir = "generated" if out is None else out
-        else:
-            out_dir = prepare_out_dir(out)
-        generated, errors = render_specs(specs, out_dir)
+        out_dir = out if check else prepare_out_dir(out)
+        result = api.emit(list(specs), out_dir, check=check)
     except NincompileError as err:
         _fail(str(err))
         sys.exit(1)
-    for err in errors:
+    for err in result.errors:
         _fail(str(err))
     if check:
-        bad = [(g, why) for g in generated if (why := problem(g))]
-        for g, why in bad:
-            hint = "does not exist" if why == "missing" else f"differs from what {g.spec} generates"
-            _fail(f"{g.target}: {why} ({hint})")
-        if default_set:  # with every spec in play, a file no spec generates is left over
-            orphans = sorted(set(Path(out_dir).glob("*.py")) - {g.target for g in generated})
-            for path in orphans:
-                _fail(f"{path}: orphan (no spec in specs/ generates it; delete it)")
-            bad += [(path, "orphan") for path in orphans]
-        if bad:
+        sources = {g.target: g.spec for g in result.generated}
+        for path, why in result.stale:
+            hint = {
+                "missing": "does not exist",
+                "stale": f"differs from what {sources.get(path)} generates",
+                "orphan": "no spec in specs/ generates it; delete it",
+            }[why]
+            _fail(f"{path}: {why} ({hint})")
+        if result.stale:
             _fail(
-                f"{len(bad)} generated file(s) stale, missing or orphaned; "
+                f"{len(result.stale)} generated file(s) stale, missing or orphaned; "
                 "run `nincompile emit` to update them"
             )
-        elif generated:
-            click.echo(f"{out_dir}: {len(generated)} generated file(s) up to date")
-        sys.exit(1 if bad or errors else 0)
-    for g in generated:
-        try:
-            changed = write(g)
-        except NincompileError as err:
-            _fail(str(err))
-            errors.append(err)
-            continue
-        click.echo(f"{g.name}: {'wrote' if changed else 'unchanged'} {g.target}")
-    sys.exit(1 if errors else 0)
+        elif result.generated:
+            click.echo(f"{result.out}: {len(result.generated)} generated file(s) up to date")
+        sys.exit(0 if result.ok else 1)
+    for g in result.generated:
+        if g.target in result.changed:
+            click.echo(
+                f"{g.name}: {'wrote' if result.changed[g.target] else 'unchanged'} {g.target}"
+            )
+    sys.exit(0 if result.ok else 1)

@@ -10,6 +10,7 @@ export and its gate.  The errors live in
 Importing this package does not import TensorFlow, Keras or ONNX.
 """
 
+from ..callable_package import make_callable
 from ..errors import (
     ConversionError,
     OptionError,
@@ -36,3 +37,5 @@ __all__ = [
     "export_onnx",
     "load_source",
 ]
+
+make_callable(__name__)  # nincompile.export(...) is nincompile.api.export(...)

@@ -111,8 +111,8 @@ def export(
     when, on held-out --data images, its top-1 agreement with Keras is at least
     --min-agreement and its accuracy at most --max-accuracy-drop points below Keras's.
     """
+    from .. import api
     from ..errors import OptionError
-    from .onnx_export import export_onnx
 
     gate_options = {
         "--calibration": calibration,
@@ -120,33 +120,22 @@ def export(
         "--min-agreement": min_agreement,
         "--max-accuracy-drop": max_accuracy_drop,
     }
-    if quantize:
-        from .quantize import quantize_onnx
-
-        given = {k: v for k, v in gate_options.items() if v is not None}
-        report = quantize_onnx(
-            source,
-            out,
-            data=data,
-            mode=quantize.lower(),
-            opset=opset,
-            batch=batch,
-            **{k[2:].replace("-", "_"): v for k, v in given.items()},
-        )
-        for line in report.lines():
-            click.echo(line)
-        return
     stray = [k for k, v in gate_options.items() if v is not None]
-    if stray:
+    if stray and not quantize:
         raise OptionError(f"{', '.join(stray)} only apply with --quantize int8")
-    # A failed check raises VerificationFailed, whose message holds the report.
-    report = export_onnx(
+    # A failed check raises an ExportError (VerificationFailed's message holds the report).
+    report = api.export(
         source,
         out,
+        quantize=quantize,
         opset=opset,
         batch=batch,
         data=data,
         include_preprocessing=include_preprocessing,
+        calibration=calibration,
+        holdout=holdout,
+        min_agreement=min_agreement,
+        max_accuracy_drop=max_accuracy_drop,
     )
     for line in report.lines():
         click.echo(line)

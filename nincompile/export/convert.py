@@ -7,17 +7,10 @@ that calls the model with ``training=False`` (see :mod:`nincompile.export.onnx_e
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-from typing import TYPE_CHECKING
 
-from .. import __version__
 from ..errors import ConversionError, OptionError
-
-if TYPE_CHECKING:
-    from .report import ExportReport
-    from .source import Source
 
 #: The opsets nincompile exports to: tf2onnx 1.17 knows IR versions up to opset 18
 #: (``tf2onnx.constants.OPSET_TO_IR_VERSION``); below 13 several ops we rely on
@@ -230,31 +223,3 @@ def check_ops(proto, name: str) -> None:
             f"the ONNX graph of '{name}' holds training-only ops ({', '.join(sorted(random))}); "
             "inference must be deterministic"
         )
-
-
-def metadata(src: Source, report: ExportReport, mean, std) -> dict[str, str]:
-    """The ``metadata_props`` of an exported model (keys in the module docstring of
-    :mod:`nincompile.export.onnx_export`)."""
-    meta = {
-        "nincompile_version": __version__,
-        "name": src.name,
-        "source": src.kind,
-        "source_sha256": src.source_sha256,
-    }
-    if src.spec_sha256:
-        meta["spec_sha256"] = src.spec_sha256
-    meta.update(
-        {
-            "classes": json.dumps(src.classes),
-            "input_layout": "NHWC",
-            "input_shape": json.dumps(list(report.input_shape)),
-            "input_name": report.input_name,
-            "output_name": report.output_name,
-            "mean": json.dumps(mean),
-            "std": json.dumps(std),
-            "preprocessing": "folded" if report.preprocessing else "none",
-            "opset": str(report.opset),
-            "batch": "dynamic" if report.batch is None else str(report.batch),
-        }
-    )
-    return meta

@@ -4,12 +4,7 @@ its parity checks are float32."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import ConversionError
-
-if TYPE_CHECKING:
-    from .source import Source
 
 
 def all_layers(model):
@@ -20,7 +15,7 @@ def all_layers(model):
             yield from all_layers(layer)
 
 
-def _dtype_policies(model) -> set[str]:
+def dtype_policies(model) -> set[str]:
     names = set()
     for layer in all_layers(model):
         policy = getattr(layer, "dtype_policy", None)
@@ -31,7 +26,7 @@ def _dtype_policies(model) -> set[str]:
 
 def is_float32(model) -> bool:
     """True when every layer computes and stores in float32."""
-    policies = _dtype_policies(model) - {"float32"}
+    policies = dtype_policies(model) - {"float32"}
     weights = {str(w.dtype) for w in model.weights if "float" in str(w.dtype)} - {"float32"}
     return not policies and not weights
 
@@ -61,13 +56,3 @@ def rebuild_float32(model):
             f"cannot rebuild mixed-precision model '{model.name}' in float32: {err}"
         ) from None
     return new
-
-
-def to_float32(src: Source) -> None:
-    """Make ``src.model`` float32, keeping a mixed-precision original in ``src.original``."""
-    if is_float32(src.model):
-        return
-    policies = sorted(_dtype_policies(src.model) - {"float32"})
-    src.original = src.model
-    src.model = rebuild_float32(src.model)
-    src.notes.append(f"rebuilt in float32 (was {', '.join(policies) or 'mixed'})")

@@ -67,8 +67,8 @@ from pathlib import Path
 from .. import __version__
 from ..data import sources
 from ..errors import DataError, OptionError, OutputPathError, VerificationFailed
-from .convert import DEFAULT_OPSET, check_opset, metadata, to_onnx
-from .report import ExportReport
+from .convert import DEFAULT_OPSET, check_opset, to_onnx
+from .report import ExportReport, metadata
 from .source import Source, input_shape, load_source, require_tensorflow_backend
 from .verify import verify
 

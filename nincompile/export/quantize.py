@@ -47,14 +47,14 @@ from pathlib import Path
 
 from ..data.prepare import normalisation, normalise
 from ..errors import OptionError, VerificationFailed
-from .convert import DEFAULT_OPSET, INPUT_NAME, check_opset, metadata, to_onnx
+from .convert import DEFAULT_OPSET, INPUT_NAME, check_opset, to_onnx
 from .onnx_export import (
     check_batch,
     data_option_errors,
     read_data_images,
     resolve_output,
 )
-from .report import Check, ExportReport, fmt_size
+from .report import Check, ExportReport, fmt_size, metadata
 from .source import Source, input_shape, load_source, require_tensorflow_backend
 from .verify import RuntimeFailed, chunks, first_line, run_batches, session, verify
 

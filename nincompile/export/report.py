@@ -3,11 +3,13 @@ report ``nincompile export`` prints."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import __version__
 from .convert import INPUT_NAME, output_name
-from .source import input_shape
+from .source import Source, input_shape
 
 
 def fmt_size(n: int) -> str:
@@ -90,3 +92,31 @@ class ExportReport:
 
     def text(self) -> str:
         return "\n".join(self.lines())
+
+
+def metadata(src: Source, report: ExportReport, mean, std) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model (keys in the module docstring of
+    :mod:`nincompile.export.onnx_export`)."""
+    meta = {
+        "nincompile_version": __version__,
+        "name": src.name,
+        "source": src.kind,
+        "source_sha256": src.source_sha256,
+    }
+    if src.spec_sha256:
+        meta["spec_sha256"] = src.spec_sha256
+    meta.update(
+        {
+            "classes": json.dumps(src.classes),
+            "input_layout": "NHWC",
+            "input_shape": json.dumps(list(report.input_shape)),
+            "input_name": report.input_name,
+            "output_name": report.output_name,
+            "mean": json.dumps(mean),
+            "std": json.dumps(std),
+            "preprocessing": "folded" if report.preprocessing else "none",
+            "opset": str(report.opset),
+            "batch": "dynamic" if report.batch is None else str(report.batch),
+        }
+    )
+    return meta

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..errors import ModelLoadError, OptionError, SourceError
 from ..train.saved import SavedModel, load_saved
-from .float32 import to_float32
+from .float32 import dtype_policies, is_float32, rebuild_float32
 
 
 @dataclass
@@ -90,3 +90,13 @@ def check_model(src: Source) -> None:
             f"cannot export {where}: data.classes names {len(src.classes)} classes but the "
             f"model has {n_out} outputs"
         )
+
+
+def to_float32(src: Source) -> None:
+    """Make ``src.model`` float32, keeping a mixed-precision original in ``src.original``."""
+    if is_float32(src.model):
+        return
+    policies = sorted(dtype_policies(src.model) - {"float32"})
+    src.original = src.model
+    src.model = rebuild_float32(src.model)
+    src.notes.append(f"rebuilt in float32 (was {', '.join(policies) or 'mixed'})")

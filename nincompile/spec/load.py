@@ -289,12 +289,17 @@ def parse_spec_bytes(data: bytes, file: str = "<spec>") -> SpecSource:
 
 
 def load_spec(path: str | FsPath) -> SpecSource:
-    """Read and validate a spec file.  A file over the size limit is refused before it
-    is read, and a path that is not a regular file (a FIFO, whose opening would block,
-    or a device such as ``/dev/zero``) before it is opened."""
+    """Read and validate a spec file, or the built-in spec of that name when there is
+    no such file (``resnet18``; see :mod:`nincompile.spec.builtin`).  A file over the
+    size limit is refused before it is read, and a path that is not a regular file (a
+    FIFO, whose opening would block, or a device such as ``/dev/zero``) before it is
+    opened."""
     from ..guard import NotRegularFile, open_regular
+    from . import builtin
 
     p = FsPath(path)
+    if not os.path.lexists(p) and (found := builtin.find(str(path))) is not None:
+        p = path = found
     limit = Limits.from_env().bytes
     try:
         with open_regular(p) as f:
@@ -303,7 +308,8 @@ def load_spec(path: str | FsPath) -> SpecSource:
                 raise SpecError([size_problem(size, limit, str(path))])
             data = f.read(limit + 1)
     except FileNotFoundError:
-        raise SpecError([SpecProblem("no such file", (), str(path))]) from None
+        message = "no such file" + builtin.suggestion(str(path))
+        raise SpecError([SpecProblem(message, (), str(path))]) from None
     except NotRegularFile as err:
         what = "a folder" if err.kind == "a folder" else err.kind
         raise SpecError(

@@ -12,7 +12,7 @@ original file.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -37,13 +37,15 @@ KeyPath = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class Override:
-    """Set ``path`` to ``value``; ``label`` says where it came from (for messages) and
-    ``problem`` makes a located problem for it."""
+    """Set ``path`` to ``value``; ``label`` says where it came from (for messages),
+    ``problem`` makes a located problem for it and ``setting`` is the ``KEY.PATH=VALUE``
+    it stands for (what the resolved spec's first line names)."""
 
     path: KeyPath
     value: object
     label: str
     problem: Callable[[str, KeyPath], SpecProblem]
+    setting: str = ""
 
 
 def parse_key(key: str, where: Callable[[str, KeyPath], SpecProblem]) -> KeyPath:
@@ -65,7 +67,12 @@ def parse_key(key: str, where: Callable[[str, KeyPath], SpecProblem]) -> KeyPath
 
 def from_cli(raw: str) -> Override:
     """An override from ``--set KEY.PATH=VALUE``."""
-    label = f"--set {raw}"
+    return _parse_setting(raw, f"--set {raw}", "--set")
+
+
+def _parse_setting(raw: str, label: str, bare: str) -> Override:
+    """The override ``KEY.PATH=VALUE`` whose problems name ``label`` (``bare`` when the
+    text is not even of that form)."""
 
     def where(message: str, path: KeyPath) -> SpecProblem:
         return SpecProblem(message, path, label)
@@ -74,11 +81,49 @@ def from_cli(raw: str) -> Override:
     if not sep or not key.strip():
         raise SpecError(
             [SpecProblem(f"expected KEY.PATH=VALUE, e.g. train.epochs=5; received {raw!r}",
-                         (), "--set")]
+                         (), bare)]
         )  # fmt: skip
     path = parse_key(key, where)
     parsed = _parse_value(value, label, where) if value.strip() else None
-    return Override(path, parsed, label, where)
+    return Override(path, parsed, label, where, raw)
+
+
+def from_value(key: str, value: object) -> Override:
+    """An override from a Python mapping's item, ``{"train.epochs": 5}``: the value is
+    written as the YAML that ``--set`` would take (``train.epochs=5``) and read back
+    exactly as ``--set`` reads it, so both are validated alike and a run resolved from
+    either stores the same spec text."""
+    label = f"overrides[{key!r}]"
+    if not isinstance(key, str) or "=" in key or not key.strip():
+        raise SpecError(
+            [SpecProblem(f"expected a key path such as 'train.epochs'; received {key!r}", (),
+                         label)]
+        )  # fmt: skip
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=float("inf"))
+    except yaml.YAMLError:
+        raise SpecError(
+            [SpecProblem("expected plain data (str, int, float, bool, None, or lists and "
+                         f"dicts of them); received {type(value).__name__}", (), label)]
+        ) from None  # fmt: skip
+    text = text.strip().removesuffix("...").strip()  # the end marker after a plain scalar
+    return _parse_setting(f"{key}={text}", label, label)
+
+
+def parse_overrides(overrides) -> list[Override]:
+    """Overrides given as ``--set`` strings (``["train.epochs=5"]``) or as a mapping
+    (``{"train.epochs": 5}``); None is none."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [from_value(k, v) for k, v in overrides.items()]
+    if isinstance(overrides, str | bytes):
+        raise SpecError(
+            [SpecProblem(f"expected a mapping such as {{'train.epochs': 5}} or a list of "
+                         f"KEY.PATH=VALUE strings; received the string {overrides!r}", (),
+                         "overrides")]
+        )  # fmt: skip
+    return [item if isinstance(item, Override) else from_cli(item) for item in overrides]
 
 
 def _parse_value(value: str, label: str, where) -> object:
@@ -206,14 +251,16 @@ class _Joint:
         return SpecProblem(message, path, label)
 
 
-def apply_overrides(source: SpecSource, overrides: list[str] | tuple[str, ...]) -> SpecSource:
-    """The spec with every ``--set`` override applied, validated; ``source`` itself when
-    there are none."""
-    if not overrides:
+def apply_overrides(source: SpecSource, overrides) -> SpecSource:
+    """The spec with every override applied, validated; ``source`` itself when there
+    are none.  ``overrides``: ``--set`` strings, a mapping or :class:`Override` items
+    (see :func:`parse_overrides`)."""
+    items = parse_overrides(overrides)
+    if not items:
         return source
-    items = [from_cli(raw) for raw in overrides]
     name = PurePath(source.file).name  # the resolved text must not depend on the path typed
-    return apply(source, items, f"{name} with " + " ".join(i.label for i in items))
+    header = f"{name} with " + " ".join(f"--set {i.setting}" for i in items)
+    return apply(source, items, header)
 
 
 def _top_level() -> tuple[str, ...]:

@@ -6,3 +6,7 @@ train`` runs, then compare them.
   finished ones and resuming interrupted ones;
 * ``compare``: one table (Markdown and CSV) and one figure over run folders.
 """
+
+from ..callable_package import make_callable
+
+make_callable(__name__)  # nincompile.sweep(...) is nincompile.api.sweep(...)

@@ -47,28 +47,19 @@ def sweep(specs, data, val, epochs, seeds, jobs, out, overrides, shard, cache_di
     Running the same command again skips finished members and resumes interrupted
     ones.  Members are plain `nincompile train` runs.  Exits 1 if any member failed.
     """
-    from .compare import compare
-    from .members import members, parse_shard
-    from .members import shard as take_shard
-    from .runner import run_members
+    from .. import api
 
-    sets = list(overrides) + ([f"train.epochs={epochs}"] if epochs else [])
-    everyone = members(specs, sets, seeds)
-    mine = take_shard(everyone, parse_shard(shard))
-    where = f" (shard {shard}: {len(mine)} of {len(everyone)})" if shard else ""
-    click.echo(f"sweep of {len(everyone)} member(s) into {out}{where}: "
-               + ", ".join(m.name for m in mine))  # fmt: skip
-    outcomes = run_members(mine, Path(out), data=data, val=val, cache_dir=cache_dir, jobs=jobs,
-                           say=click.echo)  # fmt: skip
-    failed = [o for o in outcomes if o.status == "failed"]
-    try:
-        result = compare([out], out)
-        click.echo(Path(result["out"], "compare.md").read_text(encoding="utf-8"))
+    result = api.sweep(specs, data=data, val=val, out=out, epochs=epochs, seeds=seeds,
+                       jobs=jobs, overrides=overrides, shard=shard, cache_dir=cache_dir,
+                       say=click.echo)  # fmt: skip
+    if result.comparison is not None:
+        click.echo(Path(result.comparison["out"], "compare.md").read_text(encoding="utf-8"))
         click.echo(f"wrote {Path(out) / 'compare.md'}, compare.csv, compare.png")
-    except Exception as err:  # no finished epoch yet, e.g. every member failed
-        fail(f"no comparison: {err}")
-    if failed:
-        fail(f"{len(failed)} member(s) failed: " + ", ".join(o.member.name for o in failed))
+    else:
+        fail(f"no comparison: {result.compare_error}")
+    if result.failed:
+        fail(f"{len(result.failed)} member(s) failed: "
+             + ", ".join(o.member.name for o in result.failed))  # fmt: skip
         sys.exit(1)
 
 
@@ -83,9 +74,9 @@ def sweep(specs, data, val, epochs, seeds, jobs, out, overrides, shard, cache_di
 @user_errors
 def compare(runs, out, as_json) -> None:
     """Compare run folders (or sweep folders of them): one row per variant."""
-    from .compare import compare as run_compare
+    from .. import api
 
-    result = run_compare(runs, out)
+    result = api.compare(list(runs), out)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -291,9 +291,9 @@ def _train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_aft
 @user_errors
 def evaluate(model, data, batch_size, confusion, cache_dir, as_json) -> None:
     """Loss, accuracy and per-class accuracy of MODEL (a run folder or a .keras file)."""
-    from .infer import evaluate as run_evaluate
+    from .. import api
 
-    result = run_evaluate(model, data, batch_size=batch_size, confusion_png=confusion,
+    result = api.evaluate(model, data, batch_size=batch_size, confusion=confusion,
                           cache_dir=cache_dir)  # fmt: skip
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -320,9 +320,9 @@ def evaluate(model, data, batch_size, confusion, cache_dir, as_json) -> None:
 @user_errors
 def predict(model, images, top, as_json) -> None:
     """Classify IMAGES (files or folders) with MODEL (a run folder or a .keras file)."""
-    from .infer import predict as run_predict
+    from .. import api
 
-    result = run_predict(model, images, top=top)
+    result = api.predict(model, list(images), top=top)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
