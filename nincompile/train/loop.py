@@ -14,6 +14,7 @@ issues #19179 and #19389).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import platform
 import shlex
@@ -33,7 +34,7 @@ from ..data.split import epoch_order
 from ..errors import Stopped, TrainError, TrainStopped
 from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_import import import_keras
-from . import distribute, recipe, report
+from . import distribute, init_weights, recipe, report
 from . import run as runs
 from .schedule import EpochSchedule, describe
 
@@ -263,6 +264,11 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
              stop_after, t_start) -> TrainResult:  # fmt: skip
     """Everything after the run folder is chosen and locked: data, model, epochs."""
     spec = compiled.spec
+    init = init_info = None
+    if state is None and train_cfg.init_weights is not None:  # read first: fail fast
+        init, init_info = init_weights.read(train_cfg.init_weights)
+    elif state is not None:
+        init_info = state.get("init_weights")
     datasets = training_data(spec, data, val, n_outputs=_outputs(compiled), cache_dir=cache_dir)
     for note in datasets.notes:
         reporter.note(note)
@@ -290,6 +296,10 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         with topo.scope():
             keras.utils.set_random_seed(train_cfg.seed)
             model = api.build(compiled)
+            if init is not None:
+                loaded = init_weights.load(model, train_cfg, init)
+                init_info = {**dataclasses.asdict(loaded), **init_info}
+                reporter.note(init_weights.describe(loaded))
             distribute.prepare_model(model, topo)
             wrapper = pipeline.wrap(model, x.shape[1:], spec.data)
             optimizer = recipe.optimizer(train_cfg, schedule)
@@ -426,6 +436,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
                            datasets, spent, time.perf_counter() - t_start)  # fmt: skip
         metrics["distribution"] = topo.as_dict()
+        metrics["init_weights"] = init_info
         metrics["data_on_device"] = place.on_device
         run.write_json(runs.METRICS, metrics)
         report.curves(history, run.file(runs.CURVES), spec.name)
@@ -438,6 +449,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
                 "data_sha256": data_sha,
                 "best": best,
                 "train_seconds": spent,
+                "init_weights": init_info,
             },  # fmt: skip
         )
     tb.close()
