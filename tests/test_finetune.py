@@ -280,3 +280,65 @@ def test_generated_module_freezes_the_same_layers(spec_file, tmp_path):
     spec.loader.exec_module(mod)
     assert count_params(mod.build_model()) == compiled.counts()
     assert "36 trainable, 664 non-trainable" in module.read_text()
+
+
+# ------------------------------------------------------------------ training longer
+
+
+def test_resume_trains_longer_as_if_planned_from_the_start(base_run, tmp_path):
+    spec, _ = base_run
+    runner = CliRunner()
+    straight, longer = tmp_path / "straight", tmp_path / "longer"
+    assert runner.invoke(main, ["train", str(spec), "--out", str(straight), "--epochs", "3"]
+                         ).exit_code == 0  # fmt: skip
+    assert runner.invoke(main, ["train", str(spec), "--out", str(longer), "--epochs", "2"]
+                         ).exit_code == 0  # fmt: skip
+    result = runner.invoke(main, ["train", str(longer), "--resume", "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "resuming with changes: train.epochs 2 -> 3" in result.output
+    a, b = _keras_weights(straight / runs.MODEL), _keras_weights(longer / runs.MODEL)
+    for name in a:  # a constant schedule: the same steps as a 3-epoch run
+        for x, y in zip(a[name], b[name], strict=True):
+            np.testing.assert_array_equal(x, y)
+    rows = runs.RunFolder(longer).read_history()
+    assert [r["planned_epochs"] for r in rows] == [2, 2, 3]
+    assert load_spec(longer / runs.SPEC).spec.train.epochs == 3
+    metrics = json.loads((longer / runs.METRICS).read_text())
+    assert metrics["resumed_with_changes"] == [
+        {"after_epoch": 2, "changed": {"train.epochs": {"run": 2, "now": 3}}}
+    ]
+    # the recorded spec is the run's now: a plain resume has nothing left to do
+    again = runner.invoke(main, ["train", str(longer), "--resume"])
+    assert again.exit_code == 0 and "resuming with changes" not in again.output
+
+
+def test_resume_refuses_other_changes_naming_them(base_run, tmp_path):
+    spec, _ = base_run
+    runner = CliRunner()
+    out = tmp_path / "r"
+    assert runner.invoke(main, ["train", str(spec), "--out", str(out), "--epochs", "2"]
+                         ).exit_code == 0  # fmt: skip
+    result = runner.invoke(
+        main, ["train", str(out), "--resume", "--epochs", "3", "--set", "head.1.dense=5",
+               "--set", "data.limit=64"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "head[1].dense: run 4, now 5" in result.output
+    assert "data.limit: run 96, now 64" in result.output
+    assert "train.epochs" not in result.output.split("differs in what was trained")[1].split(";")[0]
+    # a schedule may change beyond the epochs trained, not before
+    result = runner.invoke(
+        main, ["train", str(out), "--resume", "--epochs", "3", "--set", "train.lr_schedule=cosine"]
+    )
+    assert result.exit_code == 1
+    assert "changes epochs already trained (epoch 1: 0.02 in the run" in result.output
+    result = runner.invoke(
+        main, ["train", str(out), "--resume", "--epochs", "3",
+               "--set", "train.lr_schedule={0: 0.02, 2: 0.002}"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = runs.RunFolder(out).read_history()
+    assert rows[-1]["learning_rate"] == pytest.approx(0.002)
+    assert [r["planned_epochs"] for r in rows] == [2, 2, 3]
+    fewer = runner.invoke(main, ["train", str(out), "--resume", "--epochs", "2"])
+    assert fewer.exit_code == 1 and "it has trained 3 epochs already" in fewer.output
