@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT
 
 from nincompile import api
 from nincompile.cli import main
@@ -342,3 +343,65 @@ def test_resume_refuses_other_changes_naming_them(base_run, tmp_path):
     assert [r["planned_epochs"] for r in rows] == [2, 2, 3]
     fewer = runner.invoke(main, ["train", str(out), "--resume", "--epochs", "2"])
     assert fewer.exit_code == 1 and "it has trained 3 epochs already" in fewer.output
+
+
+# ---------------------------------------------------------------------- README proof
+
+CIFAR = "airplane automobile bird cat deer dog frog horse ship truck".split()
+
+
+def _readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Fine-tune a model\n", 1)[1]
+    return section.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+
+
+def test_readme_finetune_commands(tmp_path, monkeypatch):
+    """Every command of the README's "Fine-tune a model", on 8 generated 32x32 images
+    per CIFAR-10 class in place of the archive and one epoch per run (``--epochs 1``
+    appended): the frozen stage is bit-identical after fine-tuning, the head is not."""
+    import shlex
+    import subprocess
+
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)  # as the repository's root: specs/, data/, runs/
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "baseline.yaml").write_bytes(
+        (ROOT / "specs" / "baseline.yaml").read_bytes()
+    )
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(CIFAR):  # a colour per class, and noise
+        folder = tmp_path / "data" / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.normal(25 * k, 30, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    lines = _readme_commands()
+    assert lines[0].startswith("mkdir -p data && tar xzf "), lines[0]  # made above instead
+    runner = CliRunner()
+    for line in lines[1:]:
+        if not line.startswith("nincompile "):
+            subprocess.run(line, shell=True, check=True, cwd=tmp_path)
+            continue
+        args = shlex.split(line)[1:]
+        if args[0] == "train":
+            args += ["--epochs", "1"]
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, (line, result.output)
+        if "--weights" in args:
+            assert "skipped, keeping their initial values: head3_dense" in result.output
+            assert (
+                "init weights: loaded 8 tensors (197,216 parameters) into 3 layers from "
+                "runs/first5/best.keras" in result.output
+            )
+    source = _keras_weights(tmp_path / "runs" / "first5" / runs.BEST)
+    tuned = _keras_weights(tmp_path / "runs" / "last5-finetuned" / runs.MODEL)
+    for name in ("stage1_conv", "stage1_bn"):
+        for a, b in zip(source[name], tuned[name], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(source["head2_dense"][0], tuned["head2_dense"][0])
+    assert tuned["head3_dense"][0].shape == (128, 5)
+    metrics = json.loads((tmp_path / "runs" / "last5-finetuned" / runs.METRICS).read_text())
+    assert metrics["params"] == {"total": 197861, "trainable": 197381, "non_trainable": 480}
+    assert metrics["classes"] == CIFAR[5:]
