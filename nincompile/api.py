@@ -336,14 +336,15 @@ def read_weights(source: str | os.PathLike):
     return read(source)
 
 
-def load_weights(model, source):
+def load_weights(model, source, skip=()):
     """Load weights into a built model, layer by layer in order, after checking that
-    every shape fits; returns a :class:`nincompile.weights.WeightsReport` (see
+    every shape fits (the layers named in ``skip`` are left as they are); returns a
+    :class:`nincompile.weights.WeightsReport` (see
     :func:`nincompile.weights.load_weights`).  Raises
     :class:`~nincompile.errors.WeightsError`, assigning nothing, if they do not fit."""
     from .weights import load_weights as load
 
-    return load(model, source)
+    return load(model, source, skip)
 
 
 def save_model(model, out_dir: str | os.PathLike, name: str) -> Path:

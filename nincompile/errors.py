@@ -170,6 +170,15 @@ class WeightsError(NincompileError):
     """Weights could not be read, or do not fit the model; nothing was assigned."""
 
 
+class WeightsMismatch(WeightsError):
+    """Weights whose shapes do not fit some of the model's layers; ``layers`` names
+    those layers of the model."""
+
+    def __init__(self, message: str, layers: Sequence[str]):
+        super().__init__(message)
+        self.layers = tuple(layers)
+
+
 class DataError(NincompileError):
     """Training or evaluation data could not be found, read or matched to the spec."""
 

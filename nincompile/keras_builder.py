@@ -82,7 +82,18 @@ def build_model(graph: Graph):
         layer = BUILDERS[node.kind](node)
         args = [tensors[i] for i in node.inputs]
         tensors[node.name] = layer(args if len(args) > 1 else args[0])
-    return keras.Model(tensors[inp.name], tensors[graph.output.name], name=graph.name)
+    model = keras.Model(tensors[inp.name], tensors[graph.output.name], name=graph.name)
+    freeze(model, graph.frozen)
+    return model
+
+
+def freeze(model, names) -> None:
+    """Set ``trainable`` of the layers ``names`` (``train.freeze``) to False and of every
+    other layer to True: a frozen layer's weights do not train, and a frozen batch norm
+    runs in inference mode (Keras's rule)."""
+    names = set(names)
+    for layer in model.layers:
+        layer.trainable = layer.name not in names
 
 
 def count_params(model) -> dict[str, int]:

@@ -40,12 +40,13 @@ import socket
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsError, did_you_mean
+from .errors import WeightsError, WeightsMismatch, did_you_mean
 
 KERAS_PREFIX = "keras:"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -57,12 +58,14 @@ _DOWNLOAD_TIMEOUT_S = 60
 @dataclass(frozen=True)
 class WeightsReport:
     """What :func:`load_weights` loaded: from ``source``, ``tensors`` arrays of
-    ``params`` numbers into ``layers`` layers."""
+    ``params`` numbers into ``layers`` layers; ``skipped``: the model's layers it was
+    asked to leave as they were."""
 
     source: str
     layers: int
     tensors: int
     params: int
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -661,21 +664,32 @@ def _pair(src: SourceWeights, model, targets: list[_Target]) -> list[tuple[Sourc
     return [(by_path[t.path], t) for t in targets]
 
 
-def load_weights(model, source: str | os.PathLike | SourceWeights) -> WeightsReport:
+def load_weights(
+    model, source: str | os.PathLike | SourceWeights, skip: Iterable[str] = ()
+) -> WeightsReport:
     """Assign the weights of ``source`` (see :func:`read_weights`, or a
     :class:`SourceWeights` it returned) to ``model``, layer by layer, after checking
     that every layer's variable count and shapes fit; :class:`WeightsError` naming
-    both layers and both shape lists if one does not (then nothing is assigned)."""
+    both layers and both shape lists if one does not (then nothing is assigned).  The
+    model's layers named in ``skip`` are paired as the others, but neither checked nor
+    assigned: they keep their values (``train.init_skip``)."""
     src = read_weights(source)
+    skip = set(skip)
     pairs = _pair(src, model, _targets(model))
+    skipped = tuple(t.name for _, t in pairs if t.name in skip)
+    pairs = [(s, t) for s, t in pairs if t.name not in skip]
     bad = [(s, t) for s, t in pairs if s.shapes != t.shapes]
     if bad:
         s, t = bad[0]
-        more = f" (and {len(bad) - 1} more layers)" if len(bad) > 1 else ""
+        more = ""
+        if len(bad) > 1:
+            names = ", ".join(f"'{t.name}'" for _, t in bad)
+            more = f" (and {len(bad) - 1} more layers); the model's layers that do not fit: {names}"
         hint = "" if src.ordered else f"\n  {_BY_PATH}"
-        raise WeightsError(
+        raise WeightsMismatch(
             f"weights do not fit: source layer '{s.name}' has shapes {_fmt_shapes(s.shapes)}, "
-            f"target layer '{t.name}' has {_fmt_shapes(t.shapes)}{more}{hint}"
+            f"target layer '{t.name}' has {_fmt_shapes(t.shapes)}{more}{hint}",
+            [t.name for _, t in bad],
         )
     for s, t in pairs:
         t.layer.load_own_variables({str(i): a for i, a in enumerate(s.arrays)})
@@ -684,4 +698,5 @@ def load_weights(model, source: str | os.PathLike | SourceWeights) -> WeightsRep
         layers=len(pairs),
         tensors=sum(len(s.arrays) for s, _ in pairs),
         params=sum(int(a.size) for s, _ in pairs for a in s.arrays),
+        skipped=skipped,
     )

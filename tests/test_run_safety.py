@@ -378,7 +378,10 @@ def _cell(lines, row, column, value):
         (lambda lines: _cell(lines, 2, "loss", "abc"), ("history.csv:3", "loss", "abc")),
         (lambda lines: _cell(lines, 1, "epoch", "0.5"), ("history.csv:2", "epoch")),
         (lambda lines: _cell(lines, 1, "epoch", ""), ("history.csv:2", "epoch")),
-        (lambda lines: [lines[0], lines[1] + ",7"] + lines[2:], ("history.csv:2", "9 values")),
+        (
+            lambda lines: [lines[0], lines[1] + ",7"] + lines[2:],
+            ("history.csv:2", f"{len(runs.HISTORY_COLUMNS) + 1} values"),
+        ),
         (lambda lines: [lines[0], "0,1"] + lines[2:], ("history.csv:2", "2 values")),
         (lambda lines: b"\x00\xff\xfe\x89PNG\x00" * 20, ("history.csv",)),
         (lambda lines: lines[:1] + ["0" + "," * 7 + "\x00"] + lines[2:], ("history.csv",)),

@@ -119,7 +119,13 @@ def test_json_summary_has_the_weights(runner, spec, saved):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
-    assert summary["weights"] == {"source": source, "layers": 3, "tensors": 8, "params": 143}
+    assert summary["weights"] == {
+        "source": source,
+        "layers": 3,
+        "tensors": 8,
+        "params": 143,
+        "skipped": [],
+    }
 
 
 def test_weights_apply_to_every_model(runner, spec_file, saved, tmp_path):

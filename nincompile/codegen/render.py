@@ -22,7 +22,7 @@ import jinja2
 
 from ..ir import LAYER_KINDS, Graph
 from ..ir import nodes as n
-from ..ir.lower import NO_ACTIVATION, Lowerer
+from ..ir.lower import NO_ACTIVATION, Lowerer, with_train_layers
 from ..spec import schema as s
 from ..spec.load import SpecSource
 from ..train.table import OWN_CLASSES, Obj, Ref, table
@@ -256,7 +256,7 @@ class _Module:
         self.spec = src.spec
         self.label = label
         recorder = _Recorder(src)
-        self.graph: Graph = recorder.run()
+        self.graph: Graph = with_train_layers(src, recorder.run())
         self.groups = sorted(recorder.groups, key=lambda g: g.start)
         self.consumers: dict[str, list[str]] = {}  # tensor -> the layers that read it
         for node in self.graph.nodes:
@@ -477,7 +477,17 @@ class _Module:
                 Kw("name", Atom(py_str(self.spec.name))),
             ),
         )
-        lines += ["", *layout("return ", model, "", 1)]
+        frozen = [x.name for x in graph.layers() if x.name in graph.frozen and x.params.total]
+        if not frozen:
+            lines += ["", *layout("return ", model, "", 1)]
+            return lines
+        lines += ["", *layout("model = ", model, "", 1)]
+        lines += layout("frozen = ", List(tuple(Atom(py_str(n)) for n in frozen)), "", 1)
+        lines += [
+            "    for name in frozen:  # train.freeze: these weights do not train",
+            "        model.get_layer(name).trainable = False",
+            "    return model",
+        ]
         return lines
 
     # -------------------------------------------------------- compile_model

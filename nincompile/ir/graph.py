@@ -23,6 +23,9 @@ class Graph:
     shapes: dict[str, Shape] = field(default_factory=dict)
     _params: dict[str, Params] = field(default_factory=dict)
     _macs: dict[str, int] = field(default_factory=dict)
+    #: layers whose weights do not train (``train.freeze``): all their parameters count
+    #: as non-trainable, as Keras counts a layer with ``trainable = False``
+    frozen: frozenset[str] = frozenset()
 
     def add(self, node: Node) -> Shape:
         """Append ``node``; infer its shape, params and MACs (may raise ShapeError)."""
@@ -42,17 +45,24 @@ class Graph:
     def output(self) -> Node:
         return self.nodes[-1]
 
+    def layer_params(self, name: str) -> Params:
+        """The parameters of layer ``name``, all non-trainable when it is frozen."""
+        p = self._params[name]
+        return Params(0, p.total) if name in self.frozen else p
+
     def layers(self) -> list[LayerInfo]:
         return [
-            LayerInfo(n.name, n.kind, self.shapes[n.name], self._params[n.name], self._macs[n.name])
+            LayerInfo(
+                n.name, n.kind, self.shapes[n.name], self.layer_params(n.name), self._macs[n.name]
+            )
             for n in self.nodes
         ]
 
     @property
     def params(self) -> Params:
         total = Params()
-        for p in self._params.values():
-            total = total + p
+        for name in self._params:
+            total = total + self.layer_params(name)
         return total
 
     @property

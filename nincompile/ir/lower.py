@@ -33,6 +33,7 @@ from ..spec import schema as s
 from ..spec.expr import ExprError
 from ..spec.load import SpecSource
 from . import nodes as n
+from . import select
 from .graph import Graph
 from .kinds import LAYER_KINDS
 
@@ -617,6 +618,36 @@ class Lowerer:
         return self.graph
 
 
+def item_names(spec) -> list[str]:
+    """The names of the spec's top-level items, in order: ``stage<i>``, ``head<j>`` or
+    their ``name``."""
+    return [item.name or f"stage{k + 1}" for k, item in enumerate(spec.stages)] + [
+        item.name or f"head{k + 1}" for k, item in enumerate(spec.head)
+    ]
+
+
 def lower(src: SpecSource) -> Graph:
-    """Compile a validated spec into its IR graph (raises SpecError)."""
-    return Lowerer(src).run()
+    """Compile a validated spec into its IR graph (raises SpecError), its
+    ``train.freeze`` applied and its ``train.init_skip`` checked."""
+    return with_train_layers(src, Lowerer(src).run())
+
+
+def with_train_layers(src: SpecSource, graph: Graph) -> Graph:
+    """``graph`` with the layers of ``train.freeze`` marked frozen, after checking that
+    every name in ``train.freeze`` and ``train.init_skip`` names a layer."""
+    train = src.spec.train
+    if train is not None:
+        names = [node.name for node in graph.nodes]
+        items = item_names(src.spec)
+        problems = []  # both fields' problems at once
+        try:
+            graph.frozen = select.frozen(src, train.freeze, names, items)
+        except SpecError as err:
+            problems.extend(err.problems)
+        try:
+            select.select(src, ("train", "init_skip"), train.init_skip, names, items)
+        except SpecError as err:
+            problems.extend(err.problems)
+        if problems:
+            raise SpecError(problems)
+    return graph

@@ -1105,6 +1105,23 @@ LOSSES = {
 }
 
 
+#: Layers named by a layer name or an item name: ``stage1`` stands for ``stage1`` and
+#: every layer whose name starts with ``stage1_`` (``stage1_conv``, ``stage1_bn``).
+LayerSelector = Identifier
+
+
+class FreezeAllBut(_Model):
+    """``freeze: {all_but: [head]}``: every layer but those named."""
+
+    all_but: list[LayerSelector] = Field(
+        min_length=1, description="Layer or item names that stay trainable."
+    )
+
+
+#: ``train.freeze``: layer or item names, or every layer but some.
+FreezeSetting = list[LayerSelector] | FreezeAllBut
+
+
 class Train(_Model):
     """How ``nincompile train`` fits the model (also used by generated code)."""
 
@@ -1152,6 +1169,22 @@ class Train(_Model):
         "TensorFlow on a GPU, off otherwise (it is slower on CPU).",
     )
     seed: int = 0
+    init_weights: Annotated[str, Field(min_length=1)] | None = Field(
+        None,
+        description="Start from these weights (as train --weights): a .keras or .weights.h5 "
+        "file, a run folder (its best.keras, else model.keras) or keras:NAME; loaded by "
+        "graph position with every shape checked, as build --weights.",
+    )
+    init_skip: list[LayerSelector] = Field(
+        default_factory=list,
+        description="Layer or item names not loaded from init_weights (they keep their "
+        "initial values), e.g. a head with another number of classes.",
+    )
+    freeze: FreezeSetting | None = Field(
+        None,
+        description="Layer or item names whose weights do not train ([stage1, stage2]), or "
+        "{all_but: [head3]}; a frozen batch norm runs in inference mode.",
+    )
 
     @model_validator(mode="after")
     def _sgd_only(self) -> Train:

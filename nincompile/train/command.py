@@ -142,6 +142,11 @@ def _stop_message(err: BaseException) -> tuple[str, int]:
     "--val", type=click.Path(path_type=str),
     help="Separate validation data (same forms; the test split of a download).",
 )  # fmt: skip
+@click.option(
+    "--weights", metavar="PATH",
+    help="Start from these weights (sets train.init_weights): a .keras or .weights.h5 file, "
+    "a run folder (its best.keras, else model.keras) or keras:NAME.",
+)  # fmt: skip
 @click.option("--epochs", type=click.IntRange(min=1), help="Sets train.epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Sets train.batch_size.")
 @click.option(
@@ -194,7 +199,7 @@ def _stop_message(err: BaseException) -> tuple[str, int]:
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
 @max_memory_option
 @user_errors
-def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
+def train(spec, data, val, weights, epochs, batch_size, out, overrides, resume, stop_after,
           mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
           num_processes, process_id, as_json) -> None:  # fmt: skip
     """Train SPEC (a spec file, or a run folder with --resume) and write a run folder.
@@ -207,7 +212,7 @@ def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_afte
     """
     try:
         with _stop_on_sigterm():
-            _train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
+            _train(spec, data, val, weights, epochs, batch_size, out, overrides, resume, stop_after,
                    mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
                    num_processes, process_id, as_json)  # fmt: skip
     except (TrainStopped, Stopped, KeyboardInterrupt) as err:
@@ -216,7 +221,7 @@ def train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_afte
         sys.exit(code)
 
 
-def _train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_after,
+def _train(spec, data, val, weights, epochs, batch_size, out, overrides, resume, stop_after,
            mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
            num_processes, process_id, as_json) -> None:  # fmt: skip
     from ..spec import load_spec
@@ -226,6 +231,8 @@ def _train(spec, data, val, epochs, batch_size, out, overrides, resume, stop_aft
     from .loop import train as train_run
 
     sets = list(overrides)
+    if weights is not None:  # a JSON string is a YAML string: any path stays a path
+        sets.append(f"train.init_weights={json.dumps(weights)}")
     for key, value in (("epochs", epochs), ("batch_size", batch_size)):
         if value is not None:
             sets.append(f"train.{key}={value}")

@@ -14,6 +14,7 @@ issues #19179 and #19389).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import platform
 import shlex
@@ -33,7 +34,8 @@ from ..data.split import epoch_order
 from ..errors import Stopped, TrainError, TrainStopped
 from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_import import import_keras
-from . import distribute, recipe, report
+from . import distribute, init_weights, recipe, report
+from . import resume as resuming
 from . import run as runs
 from .schedule import EpochSchedule, describe
 
@@ -165,30 +167,34 @@ def _resolve_run(source, out, resume: bool, create: bool = True):
         run = runs.RunFolder(path)
         state = run.state()  # checked: types, a checkpoint inside checkpoint/, no link
         have = sha256_text(source.text)
+        spec_text = run.read_text(runs.SPEC)
         if state is None:  # failed before its first epoch: start again, in the same folder
-            spec_text = run.read_text(runs.SPEC)
             if spec_text is None:
                 if not runs.is_empty_run_folder(path):
                     raise TrainError(
                         f"cannot resume '{path}': it is not a run folder (no {runs.SPEC}, and "
                         "files nincompile did not write); pass another --out"
                     )
-                return run, None
+                return run, None, None
             want = sha256_text(spec_text)
         else:
             want = state["spec_sha256"]
+            if isinstance(state.get("spec_text"), str):  # the spec of the last commit
+                spec_text = state["spec_text"]
             run.read_history(upto=state["epoch"] - 1)  # a bad history.csv: refuse it now
-        if want != have:
+        if want == have:
+            return run, state, None
+        if spec_text is None or sha256_text(spec_text) != want:
             raise TrainError(
                 f"cannot resume '{path}': it was trained from a different spec "
                 f"(run spec sha256 {want}, this spec {have}); resume with the run's own "
                 f"spec ({path / runs.SPEC}) or start a new run"
             )
-        return run, state
+        return run, state, resuming.compare(path, spec_text, source)  # refuses what may not change
     if not create:  # another process (the chief) makes the folder
-        return runs.RunFolder(out), None
+        return runs.RunFolder(out), None, None
     run = runs.RunFolder(runs.new_run_path(out, name))
-    return run, None
+    return run, None, None
 
 
 def train(
@@ -228,13 +234,13 @@ def train(
                          "every process can reach")  # fmt: skip
     distribute.check_batch(train_cfg.batch_size, topo)
     feed.check_setting(feed.on_device_setting(spec.data), distributed=topo.distributed)
-    run, state = _resolve_run(source, out, resume, create=topo.chief)
+    run, state, changes = _resolve_run(source, out, resume, create=topo.chief)
     if resume and state is None:
         reporter.note(f"nothing to resume in {run.path}: it has no completed epoch; "
                       "starting it from the first epoch")  # fmt: skip
     try:
         with run.lock() if topo.chief else contextlib.nullcontext():
-            return _session(run, state, topo, source, compiled, train_cfg, data, val,
+            return _session(run, state, changes, topo, source, compiled, train_cfg, data, val,
                             cache_dir, reporter, stop_after, t_start)  # fmt: skip
     except (KeyboardInterrupt, Stopped) as stop:
         raise _stopped(run, stop, train_cfg.epochs) from None
@@ -259,10 +265,15 @@ def _stopped(run, stop: BaseException, epochs: int) -> TrainStopped:
     )
 
 
-def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir, reporter,
-             stop_after, t_start) -> TrainResult:  # fmt: skip
+def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, cache_dir,
+             reporter, stop_after, t_start) -> TrainResult:  # fmt: skip
     """Everything after the run folder is chosen and locked: data, model, epochs."""
     spec = compiled.spec
+    init = init_info = None
+    if state is None and train_cfg.init_weights is not None:  # read first: fail fast
+        init, init_info = init_weights.read(train_cfg.init_weights)
+    elif state is not None:
+        init_info = state.get("init_weights")
     datasets = training_data(spec, data, val, n_outputs=_outputs(compiled), cache_dir=cache_dir)
     for note in datasets.notes:
         reporter.note(note)
@@ -290,6 +301,10 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         with topo.scope():
             keras.utils.set_random_seed(train_cfg.seed)
             model = api.build(compiled)
+            if init is not None:
+                loaded = init_weights.load(model, train_cfg, init)
+                init_info = {**dataclasses.asdict(loaded), **init_info}
+                reporter.note(init_weights.describe(loaded))
             distribute.prepare_model(model, topo)
             wrapper = pipeline.wrap(model, x.shape[1:], spec.data)
             optimizer = recipe.optimizer(train_cfg, schedule)
@@ -318,6 +333,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         )  # fmt: skip
 
     start = 0
+    resumed: list[dict] = []  # the changes of each resume that changed the spec
     history: list[dict] = []
     best = None
     spent = 0.0
@@ -330,6 +346,14 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         _restore(wrapper, optimizer, arrays, run.path)
         start = int(state["epoch"])
         history = run.read_history(upto=start - 1)
+        resumed = list(state.get("resumed") or [])
+        if changes is not None:
+            resuming.check_schedule(run.path, changes, source, start, steps)
+            resumed.append({"after_epoch": start, "changed": changes.as_dict()})
+            reporter.note(
+                f"resuming with changes: {changes.describe()} (recorded in {runs.SPEC}, "
+                f"{runs.METRICS} and the planned_epochs of {runs.HISTORY})"
+            )
         if len(history) != start:
             raise TrainError(
                 f"cannot resume '{run.path}': history.csv has {len(history)} rows for "
@@ -398,6 +422,7 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
             "loss": logs.get("loss"),
             "accuracy": logs.get("accuracy"),
             "learning_rate": lr,
+            "planned_epochs": train_cfg.epochs,
             "seconds": seconds,
             "images_per_second": (steps * bs if topo.distributed else len(y)) / seconds
             if seconds > 0
@@ -422,10 +447,14 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
         reporter.epoch_end(row, train_cfg.epochs)
         if not topo.chief:
             continue
+        if changes is not None and epochs_here == 1:  # record the changed spec
+            atomic_write(run.file(runs.SPEC), lambda tmp: tmp.write_text(source.text, "utf-8"))
         _commit(run, model, history, improved)
         metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
                            datasets, spent, time.perf_counter() - t_start)  # fmt: skip
         metrics["distribution"] = topo.as_dict()
+        metrics["init_weights"] = init_info
+        metrics["resumed_with_changes"] = resumed
         metrics["data_on_device"] = place.on_device
         run.write_json(runs.METRICS, metrics)
         report.curves(history, run.file(runs.CURVES), spec.name)
@@ -438,6 +467,9 @@ def _session(run, state, topo, source, compiled, train_cfg, data, val, cache_dir
                 "data_sha256": data_sha,
                 "best": best,
                 "train_seconds": spent,
+                "init_weights": init_info,
+                "resumed": resumed,
+                "spec_text": source.text,
             },  # fmt: skip
         )
     tb.close()

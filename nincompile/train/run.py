@@ -77,7 +77,10 @@ HISTORY_COLUMNS = (
     "learning_rate",
     "seconds",
     "images_per_second",
+    "planned_epochs",
 )
+#: Columns of whole numbers besides ``epoch`` (empty in rows of older runs).
+_INT_COLUMNS = ("planned_epochs",)
 DEFAULT_ROOT = Path("runs")
 CHECKPOINT_NAME = re.compile(r"ckpt-(\d{4,})\.npz")
 #: Files that training writes with ``atomic_write`` (their temporary files are ours).
@@ -304,8 +307,9 @@ def _number(path, line, column, text, integer=False):
 
 
 def parse_history(path: Path, data: bytes) -> list[dict]:
-    """Rows of ``history.csv`` (its bytes) as dicts: ``epoch`` an int, every other
-    column a float or None.  A bad file is a :class:`RunFileError` naming its line."""
+    """Rows of ``history.csv`` (its bytes) as dicts: ``epoch`` an int, ``planned_epochs``
+    an int or None, every other column a float or None.  A bad file is a
+    :class:`RunFileError` naming its line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -345,6 +349,8 @@ def parse_history(path: Path, data: bytes) -> list[dict]:
                     raise RunFileError(
                         f"{path}:{line}: epoch: expected 0 or more, received {row['epoch']}"
                     )
+            elif column in _INT_COLUMNS:
+                row[column] = None if cell == "" else _number(path, line, column, cell, True)
             else:
                 row[column] = None if cell == "" else _number(path, line, column, cell)
         rows.append(row)

@@ -137,7 +137,9 @@ def source_kind(path: Path) -> str:
     )
 
 
-def _regular(path: Path) -> None:
+def check_regular(path: Path) -> None:
+    """A :class:`ModelLoadError` unless ``path`` is a regular file (a FIFO or a device
+    is refused without being opened)."""
     try:
         kind = guard.not_regular(path)
     except FileNotFoundError:
@@ -162,7 +164,7 @@ def load_keras_model(
     from ..keras_import import import_keras
 
     path = Path(path)
-    _regular(path)
+    check_regular(path)
     try:
         with guard.open_regular(path) as f:
             magic = f.read(8)

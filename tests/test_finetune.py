@@ -1,0 +1,407 @@
+"""Fine-tuning (issue 19): ``train.init_weights`` / ``train --weights``, ``init_skip``,
+``freeze`` (counts equal Keras's), tiny models on synthetic data."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT
+
+from nincompile import api
+from nincompile.cli import main
+from nincompile.errors import SpecError
+from nincompile.spec import load_spec
+from nincompile.spec.overrides import apply_overrides
+from nincompile.train import run as runs
+from nincompile.train.loop import train
+
+BASE = """\
+name: tiny
+input: [12, 12, 3]
+stages:
+  - {conv: [6, 3], padding: same, batch_norm: true, activation: relu, pool: {max: 2}}
+  - {conv: [8, 3], padding: same, batch_norm: true, activation: relu}
+head: [gap, {dense: 4, activation: softmax}]
+train: {optimizer: adam, learning_rate: 0.02, batch_size: 32, epochs: 1, seed: 3}
+data: {dataset: synthetic, limit: 96, classes: [a, b, c, d]}
+"""
+#: the same model with a head of three classes, its convolutions frozen
+FINETUNE = [
+    "head.1.dense=3",
+    "data.classes=[a, b, c]",
+    "train.freeze=[stage1, stage2]",
+    "train.init_skip=[head2]",
+    "train.seed=5",
+]
+
+
+def _keras_weights(path):
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    return {layer.name: [np.asarray(w) for w in layer.weights] for layer in model.layers}
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A trained run of BASE (one epoch)."""
+    folder = tmp_path_factory.mktemp("base")
+    spec = folder / "base.yaml"
+    spec.write_text(BASE)
+    train(load_spec(spec), out=folder / "run")
+    return spec, folder / "run"
+
+
+def _source(spec, extra=()):
+    return apply_overrides(load_spec(spec), list(extra))
+
+
+# ----------------------------------------------------------------------------- freeze
+
+
+@pytest.mark.parametrize(
+    ("freeze", "trainable", "non_trainable"),
+    [
+        ("[stage1, stage2]", 36, 664),
+        ("{all_but: [head2]}", 36, 664),
+        ("[stage1_bn, head2_dense]", 672 - 12 - 36, 28 + 12 + 36),
+        ("[]", 672, 28),
+    ],
+)
+def test_freeze_counts_equal_keras(spec_file, freeze, trainable, non_trainable):
+    path = spec_file(BASE.replace("seed: 3}", f"seed: 3, freeze: {freeze}}}"))
+    compiled = api.compile_spec(path)
+    counts = compiled.counts()
+    assert counts == {
+        "total": 700,
+        "trainable": trainable,
+        "non_trainable": non_trainable,
+    }, counts
+    from nincompile.keras_builder import count_params
+
+    model = api.build(compiled)  # also proves Keras's counts equal the IR's
+    assert count_params(model) == counts
+    for layer in compiled.graph.layers():  # the table's rows add up to the totals
+        assert layer.params.total == model.get_layer(layer.name).count_params()
+    assert sum(row.params.trainable for row in compiled.graph.layers()) == trainable
+
+
+def test_check_and_build_report_counts_after_freezing(spec_file, tmp_path):
+    text = BASE.replace("seed: 3}", "seed: 3, freeze: [stage1, stage2]}")
+    path = spec_file(text + "expect: {params: 700, trainable: 36, non_trainable: 664}\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "trainable 36, non-trainable 664" in result.output
+    assert "match 'expect:'" in result.output
+    result = runner.invoke(main, ["build", str(path), "-o", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "trainable 36, non-trainable 664" in result.output
+    summary = json.loads(runner.invoke(main, ["check", str(path), "--json"]).stdout)
+    assert summary["params"] == {"total": 700, "trainable": 36, "non_trainable": 664}
+    # an expect: written before freezing is now wrong, and says so
+    wrong = spec_file(text + "expect: {trainable: 672}\n", "wrong.yaml")
+    result = runner.invoke(main, ["check", str(wrong)])
+    assert result.exit_code == 1
+    assert "trainable: expected 672, actual 36" in result.output
+
+
+def test_unknown_layer_names_are_located_errors(spec_file):
+    path = spec_file(
+        BASE.replace("seed: 3}", "seed: 3, freeze: [stage1, stage10], init_skip: [haed2]}")
+    )
+    with pytest.raises(SpecError) as info:
+        api.compile_spec(path)
+    problems = [str(p) for p in info.value.problems]
+    assert len(problems) == 2, problems
+    assert "train.freeze[1]: 'stage10' names no layer of the model" in problems[0]
+    assert "(stage1, stage2, head1, head2)" in problems[0]
+    assert "train.init_skip[0]: 'haed2' names no layer" in problems[1]
+    assert "did you mean 'head2'?" in problems[1]
+    assert all(p.startswith(f"{path}:7:") for p in problems), problems
+    # stage1 does not stand for stage10_conv, nor 'stage' for stage1
+    assert api.compile_spec(
+        spec_file(BASE.replace("seed: 3}", "seed: 3, freeze: [stage1]}"))
+    ).graph.frozen == {"stage1_conv", "stage1_bn", "stage1_relu", "stage1_maxpool"}
+    with pytest.raises(SpecError, match="'stage' names no layer"):
+        api.compile_spec(spec_file(BASE.replace("seed: 3}", "seed: 3, freeze: [stage]}")))
+
+
+def test_bad_freeze_values_are_schema_errors(spec_file):
+    for value, words in (
+        ("{all_but: []}", "all_but"),
+        ("{all: [head2]}", "all"),
+        ("stage1", "freeze"),
+    ):
+        path = spec_file(BASE.replace("seed: 3}", f"seed: 3, freeze: {value}}}"))
+        with pytest.raises(SpecError) as info:
+            api.compile_spec(path)
+        text = str(info.value)
+        assert "train.freeze" in text and words in text, text
+
+
+# ----------------------------------------------------------------------- init weights
+
+
+def test_finetune_keeps_frozen_weights_and_trains_the_head(base_run, tmp_path):
+    spec, base = base_run
+    out = tmp_path / "ft"
+    result = CliRunner().invoke(
+        main,
+        ["train", str(spec), "--weights", str(base), "--out", str(out), "--epochs", "2"]
+        + [arg for s in FINETUNE for arg in ("--set", s)],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"from {base / runs.BEST}" in result.output
+    assert "skipped, keeping their initial values: head2_dense" in result.output
+    before, after = _keras_weights(base / runs.BEST), _keras_weights(out / runs.MODEL)
+    for name in ("stage1_conv", "stage1_bn", "stage2_conv", "stage2_bn"):
+        for a, b in zip(before[name], after[name], strict=True):  # BN statistics too
+            np.testing.assert_array_equal(a, b)
+    assert after["head2_dense"][0].shape == (8, 3)
+    metrics = json.loads((out / runs.METRICS).read_text())
+    init = metrics["init_weights"]
+    assert init["source"] == str(base) and init["skipped"] == ["head2_dense"]
+    assert init["layers"] == 4 and init["file"] == str(base / runs.BEST)
+    assert metrics["params"] == {"total": 691, "trainable": 27, "non_trainable": 664}
+    spec_text = (out / runs.SPEC).read_text()
+    assert "init_weights:" in spec_text and "freeze:" in spec_text
+
+
+def test_head_trains_from_its_initial_values(base_run, tmp_path):
+    """Skipped layers keep the values the seed gives them; trained, they move."""
+    spec, base = base_run
+    source = _source(spec, [*FINETUNE, f"train.init_weights={json.dumps(str(base))}"])
+    import keras
+
+    keras.utils.set_random_seed(5)
+    initial = api.build(api.compile_source(source)).get_layer("head2_dense").get_weights()
+    train(source, out=tmp_path / "ft")
+    after = _keras_weights(tmp_path / "ft" / runs.MODEL)["head2_dense"]
+    assert not np.array_equal(initial[0], after[0])
+
+
+def test_layers_that_do_not_fit_are_named(base_run, tmp_path):
+    spec, base = base_run
+    result = CliRunner().invoke(
+        main,
+        ["train", str(spec), "--weights", str(base / runs.MODEL), "--out", str(tmp_path / "x"),
+         "--set", "head.1.dense=3", "--set", "data.classes=[a, b, c]"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "target layer 'head2_dense' has [(8, 3), (3,)]" in result.output
+    assert "train.init_skip" in result.output
+
+
+@pytest.mark.parametrize("form", ["weights.h5", "keras", "run"])
+def test_weights_sources(base_run, tmp_path, form):
+    import keras
+
+    spec, base = base_run
+    model = keras.saving.load_model(base / runs.MODEL, compile=False)
+    if form == "weights.h5":
+        path = tmp_path / "w.weights.h5"
+        model.save_weights(path)
+    elif form == "keras":
+        path = tmp_path / "m.keras"
+        model.save(path)
+    else:
+        path = tmp_path / "run"
+        path.mkdir()
+        (path / runs.MODEL).write_bytes((base / runs.MODEL).read_bytes())  # no best.keras
+    source = _source(spec, [f"train.init_weights={json.dumps(str(path))}", "train.freeze=[stage1]"])
+    result = train(source, out=tmp_path / "ft")
+    after = _keras_weights(tmp_path / "ft" / runs.MODEL)
+    for a, b in zip(model.get_layer("stage1_conv").get_weights(), after["stage1_conv"],
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    assert result.metrics["init_weights"]["skipped"] == []
+
+
+def test_unsafe_and_missing_sources_are_refused(base_run, tmp_path, monkeypatch):
+    spec, base = base_run
+    runner = CliRunner()
+
+    def attempt(weights, *extra):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        result = runner.invoke(
+            main, ["train", str(spec), "--weights", str(weights), "--out", str(out), *extra]
+        )
+        assert result.exit_code == 1, result.output
+        assert "Traceback" not in result.output
+        return result.output
+
+    assert "no such file" in attempt(tmp_path / "nothing.keras")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "without best.keras or model.keras" in attempt(empty)
+    fifo = tmp_path / "fifo.keras"
+    os.mkfifo(fifo)
+    assert "not a regular file" in attempt(fifo)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / runs.BEST).symlink_to(base / runs.BEST)
+    assert "symbolic link" in attempt(linked)
+    monkeypatch.setenv("NINCOMPILE_MAX_MEMORY", "8KiB")
+    assert "does not fit in memory" in attempt(base)
+
+
+def test_resume_does_not_reload_the_init_weights(base_run, tmp_path):
+    spec, base = base_run
+    copy = tmp_path / "copy.keras"
+    copy.write_bytes((base / runs.BEST).read_bytes())
+    source = _source(spec, [f"train.init_weights={json.dumps(str(copy))}", "train.epochs=2"])
+    train(source, out=tmp_path / "straight")
+    train(source, out=tmp_path / "pieces", stop_after=1)
+    copy.unlink()  # resuming needs only the checkpoint
+    result = train(source, out=tmp_path / "pieces", resume=True)
+    a = _keras_weights(tmp_path / "straight" / runs.MODEL)
+    b = _keras_weights(tmp_path / "pieces" / runs.MODEL)
+    for name in a:
+        for x, y in zip(a[name], b[name], strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert result.metrics["init_weights"]["sha256"]
+
+
+def test_generated_module_freezes_the_same_layers(spec_file, tmp_path):
+    import importlib.util
+
+    from nincompile.codegen import render_source
+    from nincompile.keras_builder import count_params
+
+    path = spec_file(BASE.replace("seed: 3}", "seed: 3, freeze: {all_but: [head2]}}"))
+    compiled = api.compile_spec(path)
+    module = tmp_path / "tiny_gen.py"
+    module.write_text(render_source(compiled.source))
+    spec = importlib.util.spec_from_file_location("tiny_gen", module)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert count_params(mod.build_model()) == compiled.counts()
+    assert "36 trainable, 664 non-trainable" in module.read_text()
+
+
+# ------------------------------------------------------------------ training longer
+
+
+def test_resume_trains_longer_as_if_planned_from_the_start(base_run, tmp_path):
+    spec, _ = base_run
+    runner = CliRunner()
+    straight, longer = tmp_path / "straight", tmp_path / "longer"
+    assert runner.invoke(main, ["train", str(spec), "--out", str(straight), "--epochs", "3"]
+                         ).exit_code == 0  # fmt: skip
+    assert runner.invoke(main, ["train", str(spec), "--out", str(longer), "--epochs", "2"]
+                         ).exit_code == 0  # fmt: skip
+    result = runner.invoke(main, ["train", str(longer), "--resume", "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "resuming with changes: train.epochs 2 -> 3" in result.output
+    a, b = _keras_weights(straight / runs.MODEL), _keras_weights(longer / runs.MODEL)
+    for name in a:  # a constant schedule: the same steps as a 3-epoch run
+        for x, y in zip(a[name], b[name], strict=True):
+            np.testing.assert_array_equal(x, y)
+    rows = runs.RunFolder(longer).read_history()
+    assert [r["planned_epochs"] for r in rows] == [2, 2, 3]
+    assert load_spec(longer / runs.SPEC).spec.train.epochs == 3
+    metrics = json.loads((longer / runs.METRICS).read_text())
+    assert metrics["resumed_with_changes"] == [
+        {"after_epoch": 2, "changed": {"train.epochs": {"run": 2, "now": 3}}}
+    ]
+    # the recorded spec is the run's now: a plain resume has nothing left to do
+    again = runner.invoke(main, ["train", str(longer), "--resume"])
+    assert again.exit_code == 0 and "resuming with changes" not in again.output
+
+
+def test_resume_refuses_other_changes_naming_them(base_run, tmp_path):
+    spec, _ = base_run
+    runner = CliRunner()
+    out = tmp_path / "r"
+    assert runner.invoke(main, ["train", str(spec), "--out", str(out), "--epochs", "2"]
+                         ).exit_code == 0  # fmt: skip
+    result = runner.invoke(
+        main, ["train", str(out), "--resume", "--epochs", "3", "--set", "head.1.dense=5",
+               "--set", "data.limit=64"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "head[1].dense: run 4, now 5" in result.output
+    assert "data.limit: run 96, now 64" in result.output
+    assert "train.epochs" not in result.output.split("differs in what was trained")[1].split(";")[0]
+    # a schedule may change beyond the epochs trained, not before
+    result = runner.invoke(
+        main, ["train", str(out), "--resume", "--epochs", "3", "--set", "train.lr_schedule=cosine"]
+    )
+    assert result.exit_code == 1
+    assert "changes epochs already trained (epoch 1: 0.02 in the run" in result.output
+    result = runner.invoke(
+        main, ["train", str(out), "--resume", "--epochs", "3",
+               "--set", "train.lr_schedule={0: 0.02, 2: 0.002}"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = runs.RunFolder(out).read_history()
+    assert rows[-1]["learning_rate"] == pytest.approx(0.002)
+    assert [r["planned_epochs"] for r in rows] == [2, 2, 3]
+    fewer = runner.invoke(main, ["train", str(out), "--resume", "--epochs", "2"])
+    assert fewer.exit_code == 1 and "it has trained 3 epochs already" in fewer.output
+
+
+# ---------------------------------------------------------------------- README proof
+
+CIFAR = "airplane automobile bird cat deer dog frog horse ship truck".split()
+
+
+def _readme_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Fine-tune a model\n", 1)[1]
+    return section.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+
+
+def test_readme_finetune_commands(tmp_path, monkeypatch):
+    """Every command of the README's "Fine-tune a model", on 8 generated 32x32 images
+    per CIFAR-10 class in place of the archive and one epoch per run (``--epochs 1``
+    appended): the frozen stage is bit-identical after fine-tuning, the head is not."""
+    import shlex
+    import subprocess
+
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)  # as the repository's root: specs/, data/, runs/
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "baseline.yaml").write_bytes(
+        (ROOT / "specs" / "baseline.yaml").read_bytes()
+    )
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(CIFAR):  # a colour per class, and noise
+        folder = tmp_path / "data" / "train" / name
+        folder.mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.normal(25 * k, 30, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    lines = _readme_commands()
+    assert lines[0].startswith("mkdir -p data && tar xzf "), lines[0]  # made above instead
+    runner = CliRunner()
+    for line in lines[1:]:
+        if not line.startswith("nincompile "):
+            subprocess.run(line, shell=True, check=True, cwd=tmp_path)
+            continue
+        args = shlex.split(line)[1:]
+        if args[0] == "train":
+            args += ["--epochs", "1"]
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, (line, result.output)
+        if "--weights" in args:
+            assert "skipped, keeping their initial values: head3_dense" in result.output
+            assert (
+                "init weights: loaded 8 tensors (197,216 parameters) into 3 layers from "
+                "runs/first5/best.keras" in result.output
+            )
+    source = _keras_weights(tmp_path / "runs" / "first5" / runs.BEST)
+    tuned = _keras_weights(tmp_path / "runs" / "last5-finetuned" / runs.MODEL)
+    for name in ("stage1_conv", "stage1_bn"):
+        for a, b in zip(source[name], tuned[name], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(source["head2_dense"][0], tuned["head2_dense"][0])
+    assert tuned["head3_dense"][0].shape == (128, 5)
+    metrics = json.loads((tmp_path / "runs" / "last5-finetuned" / runs.METRICS).read_text())
+    assert metrics["params"] == {"total": 197861, "trainable": 197381, "non_trainable": 480}
+    assert metrics["classes"] == CIFAR[5:]
