@@ -56,7 +56,7 @@ def members(specs, overrides=(), seeds: int = 1) -> list[Member]:
                 src = source
                 name = source.spec.name
                 if seeds > 1:
-                    src = apply_overrides(source, [f"train.seed={seed}"])
+                    src = apply_overrides(source, {"train.seed": seed})
                     name = f"{name}-seed{seed}"
                 if name in names:
                     raise NincompileError(
