@@ -482,8 +482,8 @@ class Run:
     @classmethod
     def open(cls, path: str | os.PathLike) -> Run:
         """The run in folder ``path`` as it is now."""
-        from .train import run as runs
-        from .train.saved import model_files
+        from .runs import folder as runs
+        from .runs.model import model_files
 
         model_files(path)  # refuses what is not a run folder
         folder = runs.RunFolder(path)
@@ -493,7 +493,7 @@ class Run:
         return str(self.path)
 
     def _file(self, key: str) -> Path:
-        from .train import run as runs
+        from .runs import folder as runs
 
         return self.path / getattr(runs, key)
 
@@ -569,8 +569,8 @@ def train(spec, *, data=None, val=None, out: str | os.PathLike | None = None,
     :class:`~nincompile.errors.TrainError` (and keeps the last good epoch) on a NaN
     loss or a run folder that does not fit."""
     from .files import regular_or_missing
+    from .runs import folder as runs
     from .spec.variants import select
-    from .train import run as runs
     from .train.loop import train as fit
 
     where = spec.path if isinstance(spec, Run) else spec

@@ -104,7 +104,7 @@ def test_keras_file_declaring_a_huge_layer_is_refused_before_loading(small_keras
     big = _rewrite(small_keras, tmp_path / "big.keras", config=_dense_units(300_000))
     code = (
         "import sys\n"
-        "from nincompile.train.saved import load_keras_model\n"
+        "from nincompile.runs.model import load_keras_model\n"
         "from nincompile.errors import ModelLoadError\n"
         "try:\n"
         f"    load_keras_model({str(big)!r})\n"
@@ -247,7 +247,7 @@ def test_keras_config_is_read_with_a_bound(small_keras, tmp_path, monkeypatch):
 
 
 def test_a_small_keras_file_still_loads(small_keras, monkeypatch):
-    from nincompile.train.saved import load_keras_model
+    from nincompile.runs.model import load_keras_model
 
     monkeypatch.setenv("NINCOMPILE_MAX_MEMORY", "64MiB")
     assert load_keras_model(small_keras).count_params() == 837
@@ -639,7 +639,7 @@ def test_a_model_file_that_is_a_fifo_is_refused(tmp_path):
         pytest.skip("no FIFOs here")
     os.mkfifo(tmp_path / "m.keras")
     code = (
-        "from nincompile.train.saved import load_keras_model\n"
+        "from nincompile.runs.model import load_keras_model\n"
         f"load_keras_model({str(tmp_path / 'm.keras')!r})\n"
     )
     proc = _run_python(code, timeout=60)

@@ -17,7 +17,7 @@ is one of:
         spec.yaml       the spec it was trained from (optional: name, classes and
                         normalisation for the ONNX metadata come from it)
 
-  (loaded by :mod:`nincompile.train.saved`; :mod:`.source` checks the model).
+  (loaded by :mod:`nincompile.runs.model`; :mod:`.source` checks the model).
 
 How the graph is made: through ``tf2onnx.convert.from_function`` (tf2onnx >= 1.17,
 opsets 13..18) on a ``tf.function`` that calls the model with ``training=False``,

@@ -1,5 +1,5 @@
 """The model to export: loaded from a spec, a ``.keras`` file or a run folder by
-:mod:`nincompile.train.saved`, checked to be a one-image-in, one-output model and
+:mod:`nincompile.runs.model`, checked to be a one-image-in, one-output model and
 made float32 (:mod:`nincompile.export.float32`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ModelLoadError, OptionError, SourceError
-from ..train.saved import SavedModel, load_saved
+from ..runs.model import SavedModel, load_saved
 from .float32 import dtype_policies, is_float32, rebuild_float32
 
 
@@ -34,7 +34,7 @@ def require_tensorflow_backend() -> None:
 
 
 def load_source(path: str | os.PathLike) -> Source:
-    """Load a spec, a ``.keras`` file or a run folder (see :mod:`nincompile.train.saved`),
+    """Load a spec, a ``.keras`` file or a run folder (see :mod:`nincompile.runs.model`),
     check that it can be exported and make it float32."""
     try:
         saved = load_saved(path)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import NincompileError
 from ..files import atomic_write, regular_or_missing, write_text
-from ..train import run as runs
+from ..runs import folder as runs
 
 MD = "compare.md"
 CSV = "compare.csv"

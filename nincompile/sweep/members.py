@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ..errors import NincompileError
 from ..files import safe_child
+from ..runs import folder as runs
 from ..spec import load_spec
 from ..spec.load import SpecSource
 from ..spec.overrides import apply_overrides
 from ..spec.variants import expand
-from ..train import run as runs
 
 SPECS_DIR = ".specs"
 

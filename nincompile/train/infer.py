@@ -5,7 +5,7 @@ A run folder gives ``model.keras`` and, from ``spec.yaml``, the class names, the
 normalisation and whether the model outputs logits.  A ``.keras`` file uses the
 ``spec.yaml`` beside it when there is one (``RUN/best.keras``); otherwise pixels are
 fed as ``x / 255`` and classes are numbered.  A run's files are never read through a
-link (:func:`nincompile.train.saved.model_files`).
+link (:func:`nincompile.runs.model.model_files`).
 
 Memory is bounded: the model file is sized before it is loaded
 (:func:`nincompile.guard.check_keras_file`, against ``max_memory`` or the default
@@ -27,8 +27,8 @@ from ..data import pipeline, sources
 from ..data.prepare import evaluation_batches, resize_mode
 from ..errors import NincompileError
 from ..keras_import import import_keras
+from ..runs.model import load_keras_model, model_files
 from . import report
-from .saved import load_keras_model, model_files
 
 keras = import_keras()
 

@@ -20,9 +20,9 @@ from .. import guard
 from ..errors import WeightsError, WeightsMismatch
 from ..files import UnsafePathError, regular_or_missing, sha256_file
 from ..ir.select import selects
+from ..runs import folder as runs
+from ..runs.model import check_regular
 from ..weights import KERAS_PREFIX, SourceWeights, WeightsReport, load_weights, read_weights
-from . import run as runs
-from .saved import check_regular
 
 SKIP_HINT = (
     "to keep their initial values instead (a head with another number of classes), list "

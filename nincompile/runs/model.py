@@ -14,11 +14,11 @@ A model comes from one of three places:
   its config and its weights' metadata and refuses one that would not fit in the
   memory limit (``--max-memory``, ``NINCOMPILE_MAX_MEMORY``); a path that is not a
   regular file (a FIFO, a device) is refused without being opened;
-* a **training run** folder (:mod:`nincompile.train.run`): ``model.keras`` (required)
+* a **training run** folder (:mod:`nincompile.runs.folder`): ``model.keras`` (required)
   and ``spec.yaml`` (optional: the name, classes and normalisation come from it).
   These, the ``spec.yaml`` beside a ``.keras`` file and a ``.keras`` file that belongs
   to a run (``RUN/best.keras``) are found as ``train --resume`` finds a run's files
-  (:meth:`~nincompile.train.run.RunFolder.file`, :func:`~nincompile.files.regular_or_missing`):
+  (:meth:`~nincompile.runs.folder.RunFolder.file`, :func:`~nincompile.files.regular_or_missing`):
   a symbolic link, FIFO or device there is refused in one line, never followed.
 
 Every problem is a :class:`~nincompile.errors.ModelLoadError` naming the file.
@@ -35,7 +35,7 @@ from pathlib import Path
 from .. import guard
 from ..errors import ModelLoadError
 from ..files import regular_or_missing, sha256_file
-from . import run as runs
+from . import folder as runs
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 HDF5_SUFFIXES = (".h5", ".hdf5")
