@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.prepare import normalisation, normalise
-from ..errors import OptionError, VerificationFailed
+from ..errors import OptionError, VerificationFailed, first_line
+from ..units import format_bytes
 from .convert import DEFAULT_OPSET, INPUT_NAME, check_opset, to_onnx
 from .onnx_export import (
     check_batch,
@@ -54,9 +55,9 @@ from .onnx_export import (
     read_data_images,
     resolve_output,
 )
-from .report import Check, ExportReport, fmt_size, metadata
+from .report import Check, ExportReport, metadata
 from .source import Source, input_shape, load_source, require_tensorflow_backend
-from .verify import RuntimeFailed, chunks, first_line, run_batches, session, verify
+from .verify import RuntimeFailed, chunks, run_batches, session, verify
 
 QUANTIZE_MODES = ("int8",)
 DEFAULT_CALIBRATION = 256
@@ -182,9 +183,9 @@ class QuantizeReport(ExportReport):
             f"{self.data} (seed {self.seed})"
         ]
         if self.float_size_bytes:
-            size = f"  size       float {fmt_size(self.float_size_bytes)}"
+            size = f"  size       float {format_bytes(self.float_size_bytes)}"
             if self.size_bytes:
-                size += f" -> int8 {fmt_size(self.size_bytes)}"
+                size += f" -> int8 {format_bytes(self.size_bytes)}"
             extra.append(size)
         if self.label_note:
             extra.append(f"  gate data  {self.label_note}")
@@ -444,7 +445,7 @@ def run_gate(
     try:
         sess = session(proto.SerializeToString())
     except Exception as err:
-        raise RuntimeFailed(first_line(err)) from None
+        raise RuntimeFailed(first_line(err, with_type=True)) from None
     agree = k_ok = q_ok = 0
     y = np.asarray(labels) if labels is not None else None
     for i in range(0, len(images), CHUNK):

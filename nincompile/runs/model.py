@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import guard
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, first_line
 from ..files import regular_or_missing, sha256_file
 from . import folder as runs
 
@@ -231,9 +231,8 @@ def load_keras_model(
                 f"refusing '{path}': it holds a Lambda layer (arbitrary Python code), which "
                 "Keras's safe mode will not load; rebuild the model without Lambda layers"
             ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         raise ModelLoadError(
-            f"cannot load '{path}': corrupt or unsupported .keras file ({first})"
+            f"cannot load '{path}': corrupt or unsupported .keras file ({first_line(err)})"
         ) from None
     if not isinstance(model, keras.Model):
         raise ModelLoadError(
