@@ -54,6 +54,8 @@ from .onnx_export import (
     data_option_errors,
     read_data_images,
     resolve_output,
+    stamp,
+    write_verified,
 )
 from .report import Check, ExportReport, metadata
 from .source import Source, input_shape, load_source, require_tensorflow_backend
@@ -542,8 +544,6 @@ def quantize_onnx(
     """
     import onnx
 
-    from ..files import atomic_write
-
     if mode not in QUANTIZE_MODES:
         raise OptionError(f"--quantize supports {', '.join(QUANTIZE_MODES)}; received {mode!r}")
     if data is None:
@@ -632,12 +632,7 @@ def quantize_onnx(
     if gate.labelled:
         report.checks.append(Check("gate", gate.accuracy_ok, gate.accuracy_text()))
 
-    report.metadata = metadata(src, report, mean, std)
-    report.metadata.update(_int8_metadata(report))
-    del proto.metadata_props[:]
-    for key, value in report.metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    stamp(proto, report, {**metadata(src, report, mean, std), **_int8_metadata(report)})
 
     if not gate.passed:
         reasons = "\n".join(f"  {r}" for r in gate.failures())
@@ -647,11 +642,4 @@ def quantize_onnx(
             f"{report.text()}",
             report,
         )
-    payload = proto.SerializeToString()
-    target = resolve_output(out, f"{src.name}_int8")  # re-check: the folder may have changed
-    if out is None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, lambda tmp: tmp.write_bytes(payload))
-    report.size_bytes = len(payload)
-    report.written = True
-    return report
+    return write_verified(proto, report, out, f"{src.name}_int8")
