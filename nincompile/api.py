@@ -477,12 +477,13 @@ class Run:
     metrics: dict
     resumed_from: int = 0
     notes: list[str] = dataclass_field(default_factory=list)
+    chief: bool = True  # False in processes other than 0 of a multi-process job
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Run:
         """The run in folder ``path`` as it is now."""
-        from .train import run as runs
-        from .train.saved import model_files
+        from .runs import folder as runs
+        from .runs.model import model_files
 
         model_files(path)  # refuses what is not a run folder
         folder = runs.RunFolder(path)
@@ -492,7 +493,7 @@ class Run:
         return str(self.path)
 
     def _file(self, key: str) -> Path:
-        from .train import run as runs
+        from .runs import folder as runs
 
         return self.path / getattr(runs, key)
 
@@ -522,12 +523,15 @@ class Run:
         return self.metrics.get("epochs_completed", 0) >= self.metrics.get("epochs", 0)
 
 
-def _train_overrides(overrides, epochs, batch_size, mixed_precision, jit_compile) -> list:
+def _train_overrides(overrides, weights, epochs, batch_size, mixed_precision,
+                     jit_compile) -> list:  # fmt: skip
     """The overrides of a training call: ``overrides``, then the typed options (in the
     order ``nincompile train`` has always written them, so both resolve one text)."""
     from .spec.overrides import parse_overrides
 
     typed = {}
+    if weights is not None:
+        typed["train.init_weights"] = os.fspath(weights)
     if epochs is not None:
         typed["train.epochs"] = epochs
     if batch_size is not None:
@@ -544,21 +548,29 @@ def train(spec, *, data=None, val=None, out: str | os.PathLike | None = None,
           epochs: int | None = None, batch_size: int | None = None, overrides=None,
           variant: str | None = None, resume: bool = False, stop_after: int | None = None,
           mixed_precision: bool | str | None = None, jit_compile: bool | str | None = None,
-          cache_dir=None, devices=None, reporter=None) -> Run:  # fmt: skip
+          weights=None, cache_dir=None, devices=None, coordinator: str | None = None,
+          num_processes: int | None = None, process_id: int | None = None,
+          reporter=None) -> Run:  # fmt: skip
     """Train ``spec`` into a run folder (``out``, default ``runs/<name>``, numbered
     when taken) and return the :class:`Run`.
 
     ``data``/``val``: local data that wins over the spec's ``data:``; ``epochs``,
     ``batch_size``, ``mixed_precision`` (False, ``"float16"``, ``"bfloat16"``),
-    ``jit_compile`` (True, False, ``"auto"``) and ``overrides`` change the spec;
+    ``jit_compile`` (True, False, ``"auto"``), ``weights`` (``train.init_weights``: a
+    ``.keras``/``.weights.h5`` file, a run folder or ``keras:NAME``) and ``overrides``
+    change the spec;
     ``resume`` continues ``out`` (or ``spec`` itself when it is a run or a run folder,
     or the newest ``runs/<name>``) from its last completed epoch; ``stop_after`` stops
-    after that many epochs in this call.  ``reporter`` (a
+    after that many epochs in this call.  ``devices``, ``coordinator``,
+    ``num_processes`` and ``process_id`` train data-parallel (see
+    :mod:`nincompile.train.distribute`; ``Run.chief`` is False in processes other than
+    0, which write nothing).  ``reporter`` (a
     :class:`nincompile.train.loop.Reporter`) hears of each epoch.  Raises
     :class:`~nincompile.errors.TrainError` (and keeps the last good epoch) on a NaN
     loss or a run folder that does not fit."""
     from .files import regular_or_missing
-    from .train import run as runs
+    from .runs import folder as runs
+    from .spec.variants import select
     from .train.loop import train as fit
 
     where = spec.path if isinstance(spec, Run) else spec
@@ -572,12 +584,15 @@ def train(spec, *, data=None, val=None, out: str | os.PathLike | None = None,
         out = where
         spec = runs.RunFolder(where).file(runs.SPEC)  # refuses a link
         regular_or_missing(spec, runs.WHAT)  # and a FIFO, before opening it
-    items = _train_overrides(overrides, epochs, batch_size, mixed_precision, jit_compile)
-    source = load(spec, items, variant)
+    items = _train_overrides(overrides, weights, epochs, batch_size, mixed_precision,
+                             jit_compile)  # fmt: skip
+    source = select(load(spec, items), variant)  # one model: a spec of several needs variant
     result = fit(source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,
-                 cache_dir=cache_dir, reporter=reporter, devices=devices)  # fmt: skip
+                 cache_dir=cache_dir, reporter=reporter, devices=devices,
+                 coordinator=coordinator, num_processes=num_processes,
+                 process_id=process_id)  # fmt: skip
     return Run(Path(result.run), result.history, result.metrics, result.resumed_from,
-               result.notes)  # fmt: skip
+               result.notes, result.chief)  # fmt: skip
 
 
 def evaluate(model, data, *, batch_size: int = 256, confusion=None, cache_dir=None) -> dict:

@@ -18,17 +18,11 @@ from . import __version__
 from .cli_support import Quantity, max_memory_option, user_errors
 from .cli_support import fail as _fail
 from .errors import NincompileError
+from .units import format_macs
 
 
 def _fmt_int(value: int) -> str:
     return f"{value:,}"
-
-
-def _fmt_macs(value: int) -> str:
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if value >= div:
-            return f"{value / div:.2f}{unit}"
-    return str(value)
 
 
 def _print_table(compiled) -> None:
@@ -47,7 +41,7 @@ def _print_table(compiled) -> None:
     for layer in compiled.graph.layers():
         shape = "(None, " + ", ".join(str(d) for d in layer.output_shape) + ")"
         table.add_row(
-            layer.name, layer.kind, shape, _fmt_int(layer.params.total), _fmt_macs(layer.macs)
+            layer.name, layer.kind, shape, _fmt_int(layer.params.total), format_macs(layer.macs)
         )
     Console(width=max(100, os.get_terminal_size(0).columns if sys.stdout.isatty() else 100)).print(
         table
@@ -58,7 +52,7 @@ def _totals_line(compiled, counts) -> str:
     return (
         f"{compiled.name}: total {_fmt_int(counts['total'])}, trainable "
         f"{_fmt_int(counts['trainable'])}, non-trainable {_fmt_int(counts['non_trainable'])}, "
-        f"MACs {_fmt_macs(compiled.graph.macs)}"
+        f"MACs {format_macs(compiled.graph.macs)}"
     )
 
 
@@ -112,7 +106,7 @@ def _limit_options(fn):
 
 
 def _estimate_line(compiled, est, limits) -> str:
-    from .guard import format_bytes
+    from .units import format_bytes
 
     what = "for training" if est.training else "(float32)"
     return (
@@ -352,7 +346,7 @@ def list_(as_json) -> None:
     for m in models:
         shape = "x".join(str(d) for d in m.input)
         table.add_row(m.spec, m.name if m.name != m.spec else "", shape,
-                      _fmt_int(m.counts["total"]), _fmt_macs(m.macs))  # fmt: skip
+                      _fmt_int(m.counts["total"]), format_macs(m.macs))  # fmt: skip
     Console(width=max(100, os.get_terminal_size(0).columns if sys.stdout.isatty() else 100)).print(
         table
     )

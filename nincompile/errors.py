@@ -24,6 +24,18 @@ class NincompileError(Exception):
     """Base class for user-facing errors: the CLI prints ``str(err)`` and exits 1."""
 
 
+def first_line(err: BaseException, *, with_type: bool = False) -> str:
+    """The first line of ``err``'s message (``Type: first line`` with ``with_type``),
+    or its type's name when the message is empty: how an error from another library
+    is quoted in one line of ours."""
+    text = str(err).strip()
+    name = type(err).__name__
+    if not text:
+        return name
+    line = text.splitlines()[0]
+    return f"{name}: {line}" if with_type else line
+
+
 def format_path(path: Path) -> str:
     """``("stages", 2, "pool", "strides")`` -> ``stages[2].pool.strides``."""
     out = ""

@@ -49,8 +49,16 @@ import stat
 import zipfile
 from dataclasses import dataclass, field
 
-from .errors import ModelLoadError, ModelTooLarge, NincompileError, SpecError, SpecProblem
+from .errors import (
+    ModelLoadError,
+    ModelTooLarge,
+    NincompileError,
+    SpecError,
+    SpecProblem,
+    first_line,
+)
 from .files import file_kind, open_checked
+from .units import format_bytes
 
 BYTES_PER_VALUE = 4  # float32
 DEFAULT_MAX_PARAMS = 2_000_000_000
@@ -119,15 +127,6 @@ def parse_size(text: str) -> int:
 def parse_count(text: str) -> int:
     """A count in ``"2000000000"``, ``"2_000_000_000"``, ``"3e9"``, ``"3G"``, ``"500M"``."""
     return _parse(text, _COUNT_UNITS, "a parameter count", "3000000000, 3e9 or 3G")
-
-
-def format_bytes(n: int) -> str:
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            if n >= 10_000 * size:  # exact integers: a float would overflow past 1e308
-                return f"{n // size:,} {unit}"
-            return f"{n / size:.1f} {unit}"
-    return f"{n} bytes"
 
 
 # ---------------------------------------------------------------------- limits
@@ -754,9 +753,8 @@ def keras_file_estimate(path) -> KerasFileEstimate:
     except ModelLoadError:
         raise
     except (ValueError, RecursionError, _TooManyObjects) as err:
-        what = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelLoadError(
-            f"cannot load '{shown}': corrupt or unsupported .keras file ({what})"
+            f"cannot load '{shown}': corrupt or unsupported .keras file ({first_line(err)})"
         ) from None
     except (OSError, zipfile.BadZipFile, KeyError, EOFError) as err:
         raise ModelLoadError(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nincompile.data import cache, sources
+from nincompile.data import cache, images
 from nincompile.data.sources import (
     RawData,
     convert_channels,
@@ -247,7 +247,7 @@ def test_cache_hit_skips_decoding(tmp_path, monkeypatch):
     def boom(path, mode):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(sources, "_decode_one", boom)
+    monkeypatch.setattr(images, "_decode_one", boom)
     second = read_source(tmp_path / "d", cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(first.images, second.images)
     np.testing.assert_array_equal(first.labels, second.labels)
@@ -275,7 +275,7 @@ def test_corrupt_cache_file_is_ignored_and_rewritten(tmp_path, monkeypatch):
     again = read_source(tmp_path / "d", cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(first.images, again.images)
     assert entry.stat().st_size > 100  # rewritten
-    monkeypatch.setattr(sources, "_decode_one", lambda p, m: 1 / 0)
+    monkeypatch.setattr(images, "_decode_one", lambda p, m: 1 / 0)
     read_source(tmp_path / "d", cache_dir=tmp_path / "cache")  # a hit again
 
 

@@ -12,9 +12,9 @@ from conftest import ROOT
 from nincompile import api
 from nincompile.cli import main
 from nincompile.errors import SpecError
+from nincompile.runs import folder as runs
 from nincompile.spec import load_spec
 from nincompile.spec.overrides import apply_overrides
-from nincompile.train import run as runs
 from nincompile.train.loop import train
 
 BASE = """\

@@ -690,7 +690,7 @@ def saved_keras(tmp_path_factory):
 
 
 def test_truncated_and_random_keras_files_are_clear_errors(saved_keras, tmp_path):
-    from nincompile.train.saved import load_keras_model
+    from nincompile.runs.model import load_keras_model
 
     good = saved_keras.read_bytes()
     assert load_keras_model(saved_keras) is not None

@@ -32,6 +32,7 @@ from PIL import Image
 from nincompile import api, guard
 from nincompile.cli import main
 from nincompile.data import sources
+from nincompile.data.formats import cifar
 from nincompile.data.sources import read_source
 from nincompile.errors import DataError, ModelLoadError, NincompileError, SpecError
 from nincompile.spec import load_spec, parse_spec
@@ -104,7 +105,7 @@ def test_keras_file_declaring_a_huge_layer_is_refused_before_loading(small_keras
     big = _rewrite(small_keras, tmp_path / "big.keras", config=_dense_units(300_000))
     code = (
         "import sys\n"
-        "from nincompile.train.saved import load_keras_model\n"
+        "from nincompile.runs.model import load_keras_model\n"
         "from nincompile.errors import ModelLoadError\n"
         "try:\n"
         f"    load_keras_model({str(big)!r})\n"
@@ -247,7 +248,7 @@ def test_keras_config_is_read_with_a_bound(small_keras, tmp_path, monkeypatch):
 
 
 def test_a_small_keras_file_still_loads(small_keras, monkeypatch):
-    from nincompile.train.saved import load_keras_model
+    from nincompile.runs.model import load_keras_model
 
     monkeypatch.setenv("NINCOMPILE_MAX_MEMORY", "64MiB")
     assert load_keras_model(small_keras).count_params() == 837
@@ -390,14 +391,14 @@ def test_a_batch_pickled_again_by_python_3_is_within_the_cap(tmp_path):
         {b"data": np.full((10_000, 3072), 200, np.uint8), b"labels": [1] * 10_000}, protocol=2
     )
     assert len(batch) > 60_000_000
-    assert len(batch) <= sources.CIFAR_BATCH_MAX_BYTES
+    assert len(batch) <= cifar.CIFAR_BATCH_MAX_BYTES
 
 
 def test_cifar_archive_stream_is_capped(tmp_path, monkeypatch):
     members = {"batches.meta": _cifar_meta(), "readme.html": b"\0" * (8 << 20),
                "test_batch": _cifar_batch(10)}  # fmt: skip
     path = _tar(tmp_path / "cifar-10-python.tar.gz", members)
-    monkeypatch.setattr(sources, "CIFAR_ARCHIVE_MAX_BYTES", 4 << 20)
+    monkeypatch.setattr(cifar, "CIFAR_ARCHIVE_MAX_BYTES", 4 << 20)
     with pytest.raises(DataError, match="decompresses to more than 4,194,304 bytes"):
         read_source(path, split="test")
     monkeypatch.undo()
@@ -617,12 +618,12 @@ def test_data_that_is_a_fifo_is_refused_without_hanging(tmp_path):
     (tmp_path / "imgs" / "a").mkdir(parents=True)
     os.mkfifo(tmp_path / "imgs" / "a" / "x.png")
     code = (
-        "from nincompile.data import sources\n"
+        "from nincompile.data import images, sources\n"
         "from nincompile.errors import DataError\n"
         f"for call in (lambda: sources.detect({str(tmp_path / 'cifar-10-python.tar.gz')!r}),\n"
         f"             lambda: sources.read_images([{str(tmp_path / 'imgs/a/x.png')!r}], "
         "channels=3),\n"
-        f"             lambda: sources._decode_one({str(tmp_path / 'imgs/a/x.png')!r}, 'RGB')):\n"
+        f"             lambda: images._decode_one({str(tmp_path / 'imgs/a/x.png')!r}, 'RGB')):\n"
         "    try:\n"
         "        call()\n"
         "    except DataError as err:\n"
@@ -639,7 +640,7 @@ def test_a_model_file_that_is_a_fifo_is_refused(tmp_path):
         pytest.skip("no FIFOs here")
     os.mkfifo(tmp_path / "m.keras")
     code = (
-        "from nincompile.train.saved import load_keras_model\n"
+        "from nincompile.runs.model import load_keras_model\n"
         f"load_keras_model({str(tmp_path / 'm.keras')!r})\n"
     )
     proc = _run_python(code, timeout=60)

@@ -19,8 +19,8 @@ from conftest import ROOT
 
 from nincompile.cli import main
 from nincompile.errors import NincompileError
+from nincompile.runs import folder as runs
 from nincompile.spec import load_spec
-from nincompile.train import run as runs
 from nincompile.train.loop import train
 
 TINY = """\

@@ -9,9 +9,9 @@ from conftest import ROOT
 
 from nincompile import api
 from nincompile.cli import main
+from nincompile.runs import folder as runs
 from nincompile.spec import load_spec
 from nincompile.sweep.members import members, parse_shard, shard
-from nincompile.train import run as runs
 from nincompile.train.loop import train
 
 ORDERS = ROOT / "specs" / "nin_bn_orders.yaml"

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from conftest import ROOT
 
 from nincompile.cli import main
+from nincompile.runs import folder as runs
 from nincompile.spec import load_spec
 from nincompile.spec.overrides import apply_overrides
-from nincompile.train import run as runs
 from nincompile.train.loop import train
 
 TINY = """\

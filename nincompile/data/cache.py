@@ -14,8 +14,9 @@ model's input, not its megapixels.
 
 The cache never makes a read fail: an unreadable or corrupt entry is ignored (and
 rewritten after decoding), and a cache folder that cannot be written only skips
-caching.  Entries are written atomically (a temporary file in the cache folder, then
-``os.replace``), so a reader never sees half a file.
+caching.  Entries are written atomically (:func:`nincompile.files.atomic_write`: a
+temporary file in the cache folder, then a rename), so a reader never sees half a
+file.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +138,9 @@ def store(
     if cache_dir is None:
         return None
     cache_dir = Path(cache_dir)
-    tmp_name = None
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".folder-", suffix=".npz.tmp", dir=cache_dir)
-        with os.fdopen(fd, "wb") as f:
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             np.savez(
                 f,
                 images=np.ascontiguousarray(images, dtype=np.uint8),
@@ -148,16 +148,12 @@ def store(
                 classes=np.array([str(c) for c in classes], dtype=str),
                 version=np.array(FORMAT_VERSION),
             )
+
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
         target = entry_path(cache_dir, key)
-        os.replace(tmp_name, target)
-        tmp_name = None
+        atomic_write(target, save)
         return target
     except Exception as err:  # read-only folder, full disk, ...: caching is optional
         log.warning("not caching decoded images in %s: %s", cache_dir, err)
         return None
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass

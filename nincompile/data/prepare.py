@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from ..errors import DataError
 from . import sources
+from .raw import join_names
 from .split import stratified_split, stratified_subset
 
-KERAS_DATASETS = ("cifar10", "fashion_mnist", "mnist")
 SYNTHETIC_DEFAULT = 2048
 HOW_TO_PASS = (
     "pass --data PATH: a folder of class sub-folders (as train/ in the CIFAR-10 JPEG "
@@ -99,7 +99,7 @@ def training_data(
         k = len(classes) if classes else (n_outputs or 10)
         raw = sources.synthetic(n, (h, w, c), classes or [f"class_{i}" for i in range(k)], seed)
         # synthetic images follow the split seed too: one data set for every train.seed
-    elif dataset in KERAS_DATASETS:
+    elif dataset in sources.KERAS_DATASETS:
         raw = sources.load_keras_dataset(dataset, split="train", classes=classes, channels=c)
     elif dataset == "folder":
         raise DataError(f"data.dataset is 'folder' but no folder was given: {HOW_TO_PASS}")
@@ -116,8 +116,8 @@ def training_data(
         if val.classes != raw.classes:
             raise DataError(
                 f"--val {sources.printable(val_path)} has classes "
-                f"[{sources._names(val.classes)}], the training data "
-                f"[{sources._names(raw.classes)}]"
+                f"[{join_names(val.classes)}], the training data "
+                f"[{join_names(raw.classes)}]"
             )
         notes.append(f"validation: {val.describe()}")
     else:

@@ -17,7 +17,7 @@ is one of:
         spec.yaml       the spec it was trained from (optional: name, classes and
                         normalisation for the ONNX metadata come from it)
 
-  (loaded by :mod:`nincompile.train.saved`; :mod:`.source` checks the model).
+  (loaded by :mod:`nincompile.runs.model`; :mod:`.source` checks the model).
 
 How the graph is made: through ``tf2onnx.convert.from_function`` (tf2onnx >= 1.17,
 opsets 13..18) on a ``tf.function`` that calls the model with ``training=False``,
@@ -67,6 +67,7 @@ from pathlib import Path
 from .. import __version__
 from ..data import sources
 from ..errors import DataError, OptionError, OutputPathError, VerificationFailed
+from ..files import atomic_write
 from .convert import DEFAULT_OPSET, check_opset, to_onnx
 from .report import ExportReport, metadata
 from .source import Source, input_shape, load_source, require_tensorflow_backend
@@ -165,7 +166,6 @@ def export_onnx(
     :class:`ExportReport`; raises an :class:`~nincompile.errors.ExportError` subclass
     (and writes nothing) on bad input or a failed check.
     """
-    from ..files import atomic_write
 
     check_opset(opset)
     check_batch(batch)
@@ -196,13 +196,9 @@ def export_onnx(
         std if include_preprocessing else None,
         report.notes,
     )
-    report.metadata = metadata(src, report, mean, std)
     proto.graph.name = src.name
     proto.doc_string = f"{src.name}, exported by nincompile {__version__}"
-    del proto.metadata_props[:]
-    for key, value in report.metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    stamp(proto, report, metadata(src, report, mean, std))
 
     report.checks = verify(proto, src, report, mean, std, images, str(data) if data else "")
     if not report.ok:
@@ -210,8 +206,24 @@ def export_onnx(
             f"{src.name}: ONNX export failed verification; nothing written\n{report.text()}",
             report,
         )
+    return write_verified(proto, report, out, src.name)
+
+
+def stamp(proto, report: ExportReport, items: dict[str, str]) -> None:
+    """Make ``items`` the model's metadata (``metadata_props``) and the report's."""
+    report.metadata = items
+    del proto.metadata_props[:]
+    for key, value in items.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def write_verified(proto, report: ExportReport, out, name: str) -> ExportReport:
+    """The ending of every export, once its checks have passed: write ``proto``
+    atomically to ``out`` (default ``build/<name>.onnx``; the folder checked again, as
+    it may have changed during the slow work) and note its size in the report."""
     payload = proto.SerializeToString()
-    target = resolve_output(out, src.name)  # re-check: the folder may have changed
+    target = resolve_output(out, name)
     if out is None:
         target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, lambda tmp: tmp.write_bytes(payload))

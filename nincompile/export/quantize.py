@@ -46,17 +46,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.prepare import normalisation, normalise
-from ..errors import OptionError, VerificationFailed
+from ..errors import OptionError, VerificationFailed, first_line
+from ..units import format_bytes
 from .convert import DEFAULT_OPSET, INPUT_NAME, check_opset, to_onnx
 from .onnx_export import (
     check_batch,
     data_option_errors,
     read_data_images,
     resolve_output,
+    stamp,
+    write_verified,
 )
-from .report import Check, ExportReport, fmt_size, metadata
+from .report import Check, ExportReport, metadata
 from .source import Source, input_shape, load_source, require_tensorflow_backend
-from .verify import RuntimeFailed, chunks, first_line, run_batches, session, verify
+from .verify import RuntimeFailed, chunks, run_batches, session, verify
 
 QUANTIZE_MODES = ("int8",)
 DEFAULT_CALIBRATION = 256
@@ -182,9 +185,9 @@ class QuantizeReport(ExportReport):
             f"{self.data} (seed {self.seed})"
         ]
         if self.float_size_bytes:
-            size = f"  size       float {fmt_size(self.float_size_bytes)}"
+            size = f"  size       float {format_bytes(self.float_size_bytes)}"
             if self.size_bytes:
-                size += f" -> int8 {fmt_size(self.size_bytes)}"
+                size += f" -> int8 {format_bytes(self.size_bytes)}"
             extra.append(size)
         if self.label_note:
             extra.append(f"  gate data  {self.label_note}")
@@ -444,7 +447,7 @@ def run_gate(
     try:
         sess = session(proto.SerializeToString())
     except Exception as err:
-        raise RuntimeFailed(first_line(err)) from None
+        raise RuntimeFailed(first_line(err, with_type=True)) from None
     agree = k_ok = q_ok = 0
     y = np.asarray(labels) if labels is not None else None
     for i in range(0, len(images), CHUNK):
@@ -541,8 +544,6 @@ def quantize_onnx(
     """
     import onnx
 
-    from ..files import atomic_write
-
     if mode not in QUANTIZE_MODES:
         raise OptionError(f"--quantize supports {', '.join(QUANTIZE_MODES)}; received {mode!r}")
     if data is None:
@@ -631,12 +632,7 @@ def quantize_onnx(
     if gate.labelled:
         report.checks.append(Check("gate", gate.accuracy_ok, gate.accuracy_text()))
 
-    report.metadata = metadata(src, report, mean, std)
-    report.metadata.update(_int8_metadata(report))
-    del proto.metadata_props[:]
-    for key, value in report.metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    stamp(proto, report, {**metadata(src, report, mean, std), **_int8_metadata(report)})
 
     if not gate.passed:
         reasons = "\n".join(f"  {r}" for r in gate.failures())
@@ -646,11 +642,4 @@ def quantize_onnx(
             f"{report.text()}",
             report,
         )
-    payload = proto.SerializeToString()
-    target = resolve_output(out, f"{src.name}_int8")  # re-check: the folder may have changed
-    if out is None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, lambda tmp: tmp.write_bytes(payload))
-    report.size_bytes = len(payload)
-    report.written = True
-    return report
+    return write_verified(proto, report, out, f"{src.name}_int8")

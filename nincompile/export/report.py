@@ -8,12 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..units import format_bytes
 from .convert import INPUT_NAME, output_name
 from .source import Source, input_shape
-
-
-def fmt_size(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
 @dataclass
@@ -74,7 +71,7 @@ class ExportReport:
         batch = "dynamic" if self.batch is None else str(self.batch)
         head = (
             f"{self.name}: {'wrote' if self.written else 'did not write'} {self.out}"
-            + (f" ({fmt_size(self.size_bytes)})" if self.written else "")
+            + (f" ({format_bytes(self.size_bytes)})" if self.written else "")
             + f", opset {self.opset}, batch {batch}"
         )
         out = [head, f"  source     {self.source} ({self.source_kind})"]

@@ -1,5 +1,5 @@
 """The model to export: loaded from a spec, a ``.keras`` file or a run folder by
-:mod:`nincompile.train.saved`, checked to be a one-image-in, one-output model and
+:mod:`nincompile.runs.model`, checked to be a one-image-in, one-output model and
 made float32 (:mod:`nincompile.export.float32`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ModelLoadError, OptionError, SourceError
-from ..train.saved import SavedModel, load_saved
+from ..runs.model import SavedModel, load_saved
 from .float32 import dtype_policies, is_float32, rebuild_float32
 
 
@@ -34,7 +34,7 @@ def require_tensorflow_backend() -> None:
 
 
 def load_source(path: str | os.PathLike) -> Source:
-    """Load a spec, a ``.keras`` file or a run folder (see :mod:`nincompile.train.saved`),
+    """Load a spec, a ``.keras`` file or a run folder (see :mod:`nincompile.runs.model`),
     check that it can be exported and make it float32."""
     try:
         saved = load_saved(path)
@@ -54,7 +54,7 @@ def input_shape(model) -> tuple[int, int, int]:
 
 def check_model(src: Source) -> None:
     """Raise SourceError unless the model takes one NHWC image and gives one
-    ``(batch, classes)`` output matching its spec."""
+    ``(batch, classes)`` output matching its spec (whose input the loader checked)."""
     model = src.model
     where = f"'{src.path}'"
     try:
@@ -78,11 +78,6 @@ def check_model(src: Source) -> None:
         raise SourceError(
             f"cannot export {where}: expected a (batch, classes) output; received "
             f"{tuple(outputs[0].shape)}"
-        )
-    if src.spec is not None and tuple(src.spec.input) != input_shape(model):
-        raise SourceError(
-            f"cannot export {where}: the model's input {input_shape(model)} differs from "
-            f"its spec's input {tuple(src.spec.input)}"
         )
     n_out = int(outputs[0].shape[-1])
     if src.classes is not None and len(src.classes) != n_out:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..data.prepare import normalise
+from ..errors import first_line
 from .convert import INPUT_NAME
 from .report import Check
 
@@ -103,13 +104,7 @@ def run_onnx(sess, x):
     try:
         return sess.run(None, {INPUT_NAME: x})[0]
     except Exception as err:
-        raise RuntimeFailed(first_line(err)) from None
-
-
-def first_line(err: BaseException) -> str:
-    """``Type: first line of the message`` of an exception from another library."""
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+        raise RuntimeFailed(first_line(err, with_type=True)) from None
 
 
 def run_batches(sess, model, x_onnx, x_keras, batch: int | None):
@@ -143,7 +138,8 @@ def verify(
     try:
         sess = session(proto.SerializeToString())
     except Exception as err:
-        checks.append(Check("onnxruntime", False, f"cannot load the model: {first_line(err)}"))
+        why = first_line(err, with_type=True)
+        checks.append(Check("onnxruntime", False, f"cannot load the model: {why}"))
         return checks
     folded = report.preprocessing
     rng = np.random.default_rng(0)

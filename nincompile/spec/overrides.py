@@ -18,7 +18,7 @@ from pathlib import PurePath
 
 import yaml
 
-from ..errors import SpecError, SpecProblem, did_you_mean
+from ..errors import SpecError, SpecProblem, did_you_mean, first_line
 from .load import SpecSource, parse_spec
 from .yaml_loader import (
     Limits,
@@ -149,8 +149,7 @@ def _parse_value(value: str, label: str, where) -> object:
         finally:
             loader.dispose()
     except yaml.YAMLError as err:
-        first = str(err).strip().splitlines()[0]
-        raise SpecError([where(f"value is not valid YAML ({first})", ())]) from None
+        raise SpecError([where(f"value is not valid YAML ({first_line(err)})", ())]) from None
     except _TooLarge:
         raise SpecError(
             [where(f"the value holds more than {limits.values:,} values once YAML aliases are "

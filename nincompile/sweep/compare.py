@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ..errors import NincompileError
 from ..files import atomic_write, regular_or_missing, write_text
-from ..train import run as runs
+from ..runs import folder as runs
+from ..units import format_bytes, format_macs
 
 MD = "compare.md"
 CSV = "compare.csv"
@@ -195,13 +196,13 @@ def compare(paths, out: str | Path | None = None) -> dict:
 
 
 def _markdown(table: list[dict]) -> str:
-    head = ["", "variant", "seeds", "params", "MACs", "size MB", "epochs"]
+    head = ["", "variant", "seeds", "params", "MACs", "size", "epochs"]
     head += [label for label, _, _ in COLUMNS] + ["differs from best by more than the spread"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in table:
         cells = ["★" if e["best"] else "", e["variant"], str(e["seeds"]),
                  f"{e['params']:,}" if e["params"] is not None else "-",
-                 _macs(e["macs"]), f"{e['size_mb']:.2f}",
+                 format_macs(e["macs"] or None), format_bytes(round(e["size_mb"] * 1e6)),
                  str(e["epochs"])]  # fmt: skip
         cells += [e[label] for label, _, _ in COLUMNS] + [e["differs_from_best"] or "-"]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -222,15 +223,6 @@ def _cell(text: str) -> str:
 def _printable(text: str) -> str:
     """Control characters (a terminal's escape sequences among them) as ``\\xNN``."""
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", str(text))
-
-
-def _macs(value) -> str:
-    if not value:
-        return "-"
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if value >= div:
-            return f"{value / div:.2f}{unit}"
-    return str(value)
 
 
 def _csv(table: list[dict]) -> str:

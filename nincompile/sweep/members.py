@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ..errors import NincompileError
 from ..files import safe_child
+from ..runs import folder as runs
 from ..spec import load_spec
 from ..spec.load import SpecSource
 from ..spec.overrides import apply_overrides
 from ..spec.variants import expand
-from ..train import run as runs
 
 SPECS_DIR = ".specs"
 
@@ -56,7 +56,7 @@ def members(specs, overrides=(), seeds: int = 1) -> list[Member]:
                 src = source
                 name = source.spec.name
                 if seeds > 1:
-                    src = apply_overrides(source, [f"train.seed={seed}"])
+                    src = apply_overrides(source, {"train.seed": seed})
                     name = f"{name}-seed{seed}"
                 if name in names:
                     raise NincompileError(

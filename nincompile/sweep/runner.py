@@ -1,4 +1,6 @@
-"""Run a sweep's members as ``nincompile train`` processes."""
+"""Run a sweep's members as ``nincompile train`` processes: one process each (it
+isolates accelerators and crashes), which trains through :func:`nincompile.api.train`
+as every training does, on the member's resolved spec written to ``OUT/.specs/``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """``nincompile train``, ``evaluate`` and ``predict``: thin shells over
-:func:`nincompile.train.loop.train` and :mod:`nincompile.train.infer`."""
+:func:`nincompile.api.train`, :func:`~nincompile.api.evaluate` and
+:func:`~nincompile.api.predict` (parse the options, call, print)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import click
 
 from ..cli_support import fail, max_memory_option, user_errors
 from ..errors import Stopped, TrainStopped
-from ..files import regular_or_missing
 
 
 def _echo(text: str, as_json: bool) -> None:
@@ -199,9 +199,7 @@ def _stop_message(err: BaseException) -> tuple[str, int]:
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
 @max_memory_option
 @user_errors
-def train(spec, data, val, weights, epochs, batch_size, out, overrides, resume, stop_after,
-          mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
-          num_processes, process_id, as_json) -> None:  # fmt: skip
+def train(spec, out, resume, process_id, as_json, **options) -> None:
     """Train SPEC (a spec file, or a run folder with --resume) and write a run folder.
 
     The run folder holds spec.yaml (overrides applied), history.csv, metrics.json,
@@ -210,74 +208,48 @@ def train(spec, data, val, weights, epochs, batch_size, out, overrides, resume, 
     meets a run made from another spec; 130 on Ctrl-C and 143 on SIGTERM, saying how
     to resume.
     """
-    try:
-        with _stop_on_sigterm():
-            _train(spec, data, val, weights, epochs, batch_size, out, overrides, resume, stop_after,
-                   mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
-                   num_processes, process_id, as_json)  # fmt: skip
-    except (TrainStopped, Stopped, KeyboardInterrupt) as err:
-        message, code = _stop_message(err)
-        fail(message)
-        sys.exit(code)
+    from .. import api
 
-
-def _train(spec, data, val, weights, epochs, batch_size, out, overrides, resume, stop_after,
-           mixed_precision, jit_compile, cache_dir, variant, devices, coordinator,
-           num_processes, process_id, as_json) -> None:  # fmt: skip
-    from ..spec import load_spec
-    from ..spec.overrides import apply_overrides
-    from ..spec.variants import select
-    from . import run as runs
-    from .loop import train as train_run
-
-    sets = list(overrides)
-    if weights is not None:  # a JSON string is a YAML string: any path stays a path
-        sets.append(f"train.init_weights={json.dumps(weights)}")
-    for key, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if value is not None:
-            sets.append(f"train.{key}={value}")
-    if mixed_precision is not None:
-        value = "false" if mixed_precision == "off" else mixed_precision
-        sets.append(f"train.mixed_precision={value}")
-    if jit_compile is not None:
-        value = {"on": "true", "off": "false"}.get(jit_compile, "auto")
-        sets.append(f"train.jit_compile={value}")
-    spec_path = Path(spec)
-    if spec_path.is_dir():
+    if Path(spec).is_dir():
         if not resume:
             raise click.UsageError(
                 f"'{spec}' is a folder: pass a spec file, or add --resume to continue a run"
             )
-        if out is not None and Path(out).resolve() != spec_path.resolve():
+        if out is not None and Path(out).resolve() != Path(spec).resolve():
             raise click.UsageError("give the run folder once: as SPEC or as --out, not both")
-        out = str(spec_path)
-        spec_path = runs.RunFolder(spec_path).file(runs.SPEC)  # refuses a link
-        regular_or_missing(spec_path, runs.WHAT)  # and a FIFO, before opening it
-    source = select(apply_overrides(load_spec(spec_path), sets), variant)
-    result = train_run(
-        source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,
-        cache_dir=cache_dir, reporter=_console_reporter(as_json), devices=devices,
-        coordinator=coordinator, num_processes=num_processes, process_id=process_id,
-    )  # fmt: skip
-    m = result.metrics
-    if not result.chief:
-        click.echo(f"process {process_id}: done; process 0 wrote {result.run}", err=as_json)
-        return
-    if as_json:
-        click.echo(json.dumps({"run": str(result.run), **m}, indent=2))
-        return
-    best = m.get("best") or {}
-    if m.get("epochs_completed", 0) < m.get("epochs", 0):
-        click.echo(
+    try:
+        with _stop_on_sigterm():
+            run = api.train(spec, out=out, resume=resume, process_id=process_id,
+                            reporter=_console_reporter(as_json), **options)  # fmt: skip
+    except (TrainStopped, Stopped, KeyboardInterrupt) as err:
+        message, code = _stop_message(err)
+        fail(message)
+        sys.exit(code)
+    if not run.chief:
+        click.echo(f"process {process_id}: done; process 0 wrote {run.path}", err=as_json)
+    elif as_json:
+        click.echo(json.dumps({"run": str(run.path), **run.metrics}, indent=2))
+    else:
+        for line in summary_lines(run):
+            click.echo(line)
+
+
+def summary_lines(run) -> list[str]:
+    """What ``nincompile train`` prints when a run ends: how to go on when it stopped
+    early, the best and final validation accuracy, and where it is."""
+    m, out = run.metrics, []
+    if not run.finished:
+        out.append(
             f"stopped after epoch {m.get('epochs_completed')} of {m.get('epochs')}; continue "
-            f"with: nincompile train {result.run} --resume"
+            f"with: nincompile train {run.path} --resume"
         )
-    if best.get("val_accuracy") is not None:
-        click.echo(
-            f"best val_accuracy {best['val_accuracy']:.4f} (epoch {best['epoch'] + 1}); "
-            f"final val_accuracy {_fmt(m['final'].get('val_accuracy'))}"
+    if run.best.get("val_accuracy") is not None:
+        out.append(
+            f"best val_accuracy {run.best['val_accuracy']:.4f} (epoch {run.best['epoch'] + 1}); "
+            f"final val_accuracy {_fmt(run.final.get('val_accuracy'))}"
         )
-    click.echo(f"wrote {result.run}")
+    out.append(f"wrote {run.path}")
+    return out
 
 
 @click.command()

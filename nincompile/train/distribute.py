@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import TrainError
+from ..errors import TrainError, first_line
 from ..keras_import import import_keras
 
 keras = import_keras()
@@ -113,8 +113,7 @@ def _jax(devices, multi, coordinator, num_processes, process_id) -> Topology:
                 job_addresses=coordinator, num_processes=num_processes, process_id=process_id
             )
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TrainError(f"could not join the distributed job: {first}") from None
+            raise TrainError(f"could not join the distributed job: {first_line(err)}") from None
     all_devices = keras.distribution.list_devices()
     accel = [d for d in all_devices if not d.startswith("cpu")]
     default = len(all_devices) if (accel or multi) else 1

@@ -5,7 +5,8 @@ A run folder gives ``model.keras`` and, from ``spec.yaml``, the class names, the
 normalisation and whether the model outputs logits.  A ``.keras`` file uses the
 ``spec.yaml`` beside it when there is one (``RUN/best.keras``); otherwise pixels are
 fed as ``x / 255`` and classes are numbered.  A run's files are never read through a
-link (:func:`nincompile.train.saved.model_files`).
+link; the model is loaded by :func:`nincompile.runs.model.load_saved`, as export
+loads it.
 
 Memory is bounded: the model file is sized before it is loaded
 (:func:`nincompile.guard.check_keras_file`, against ``max_memory`` or the default
@@ -16,8 +17,6 @@ a batch of them, not the folder.
 
 from __future__ import annotations
 
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,50 +26,17 @@ from ..data import pipeline, sources
 from ..data.prepare import evaluation_batches, resize_mode
 from ..errors import NincompileError
 from ..keras_import import import_keras
+from ..runs.model import SavedModel, load_saved
 from . import report
-from .saved import load_keras_model, model_files
 
 keras = import_keras()
 
 
-@dataclass
-class Trained:
-    path: Path
-    model: object
-    spec: object  # a Spec, or a stand-in with input/data/train
-    name: str
-    classes: list[str]
-    from_logits: bool | None
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(int(d) for d in self.model.input_shape[1:])
-
-
-def load_trained(path, *, limits: guard.Limits | None = None, batch: int = 1) -> Trained:
-    """A run folder (``model.keras``; ``spec.yaml``) or a ``.keras`` file, refused
-    before it is loaded when it and a batch of ``batch`` would not fit in ``limits``."""
-    from .. import api
-
-    path = Path(path)
-    model_path, spec_path = model_files(path)
-    model = load_keras_model(model_path, limits=limits, batch=batch)
-    n_out = int(model.output_shape[-1])
-    if spec_path is not None:
-        spec = api.compile_spec(spec_path).spec
-        if tuple(spec.input) != tuple(int(d) for d in model.input_shape[1:]):
-            raise NincompileError(
-                f"'{spec_path}' describes input {list(spec.input)} but '{model_path}' takes "
-                f"{list(model.input_shape[1:])}; they do not belong together"
-            )
-        classes = list(spec.data.classes) if spec.data and spec.data.classes else None
-        from_logits = spec.train.from_logits if spec.train is not None else None
-        name = spec.name
-    else:
-        shape = tuple(int(d) for d in model.input_shape[1:])
-        spec = types.SimpleNamespace(input=shape, data=None, train=None, name=model.name)
-        classes, from_logits, name = None, None, model.name
-    return Trained(path, model, spec, name, classes or [str(i) for i in range(n_out)], from_logits)
+def load_trained(path, *, limits: guard.Limits | None = None, batch: int = 1) -> SavedModel:
+    """A run folder (``model.keras``; ``spec.yaml``) or a ``.keras`` file, by the one
+    loader of :mod:`nincompile.runs.model`, refused before it is loaded when it and a
+    batch of ``batch`` would not fit in ``limits``."""
+    return load_saved(path, limits=limits, batch=batch, untrained=False)
 
 
 def _probabilities(out: np.ndarray, from_logits: bool | None) -> np.ndarray:
@@ -83,17 +49,17 @@ def _probabilities(out: np.ndarray, from_logits: bool | None) -> np.ndarray:
     return out
 
 
-def _outputs(trained: Trained, batches, batch_size: int) -> np.ndarray:
+def _outputs(trained: SavedModel, batches, batch_size: int, n_classes: int) -> np.ndarray:
     """The model's raw outputs for every batch of uint8 images, in order."""
     wrappers = {}  # one wrapper per raw image shape (one, in practice)
     outs = []
     for part in batches:
         shape = tuple(part.shape[1:])
         if shape not in wrappers:
-            wrappers[shape] = pipeline.wrap(trained.model, shape, trained.spec.data, augment=False)
+            wrappers[shape] = pipeline.wrap(trained.model, shape, trained.data, augment=False)
         outs.append(np.asarray(wrappers[shape].predict(part, batch_size=batch_size, verbose=0)))
     if not outs:
-        return np.zeros((0, len(trained.classes)), np.float32)
+        return np.zeros((0, n_classes), np.float32)
     return np.concatenate(outs)
 
 
@@ -109,25 +75,27 @@ def evaluate(
     ``data`` (the test split of a CIFAR/MNIST download, or a class folder), read in
     batches of ``batch_size``."""
     trained = load_trained(path, limits=_limits(max_memory), batch=batch_size)
+    classes = trained.labels
     raw, batches = evaluation_batches(
-        trained.spec, data, batch=batch_size, n_outputs=len(trained.classes), cache_dir=cache_dir
+        trained.described, data, batch=batch_size, n_outputs=len(classes), cache_dir=cache_dir
     )
-    if trained.spec.data is None or not trained.spec.data.classes:
-        trained.classes = list(raw.classes) + trained.classes[len(raw.classes) :]
-    probs = _probabilities(_outputs(trained, batches, batch_size), trained.from_logits)
+    if trained.classes is None:  # no spec names them: the data's folders do
+        classes = list(raw.classes) + classes[len(raw.classes) :]
+    outputs = _outputs(trained, batches, batch_size, len(classes))
+    probs = _probabilities(outputs, trained.from_logits)
     y = raw.labels.astype(np.int64)
     pred = probs.argmax(axis=1)
     picked = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
-    k = len(trained.classes)
+    k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)
     per_class = {}
-    for i, name in enumerate(trained.classes):
+    for i, name in enumerate(classes):
         n = int(confusion[i].sum())
         if n:
             per_class[name] = {"accuracy": float(confusion[i, i] / n), "images": n}
     target = Path(confusion_png) if confusion_png else _default_png(trained.path)
-    report.confusion_png(confusion, trained.classes, target, f"{trained.name} on {data}")
+    report.confusion_png(confusion, classes, target, f"{trained.name} on {data}")
     return {
         "model": str(trained.path),
         "data": raw.describe(),
@@ -135,7 +103,7 @@ def evaluate(
         "accuracy": float((pred == y).mean()),
         "loss": float(-np.log(picked).mean()),
         "per_class": per_class,
-        "classes": trained.classes,
+        "classes": classes,
         "confusion": confusion.tolist(),
         "confusion_png": str(target),
     }
@@ -161,7 +129,9 @@ def predict(
     batches = sources.iter_image_batches(
         files, channels=c, size=(h, w), resize=resize_mode(trained.spec), batch=batch_size
     )
-    probs = _probabilities(_outputs(trained, batches, batch_size), trained.from_logits)
+    classes = trained.labels
+    outputs = _outputs(trained, batches, batch_size, len(classes))
+    probs = _probabilities(outputs, trained.from_logits)
     k = min(top, probs.shape[1])
     out = []
     for f, p in zip(files, probs, strict=True):
@@ -169,7 +139,7 @@ def predict(
         out.append(
             {
                 "file": str(f),
-                "top": [{"class": trained.classes[i], "probability": float(p[i])} for i in best],
+                "top": [{"class": classes[i], "probability": float(p[i])} for i in best],
             }
         )
     return out

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from .. import guard
 from ..errors import WeightsError, WeightsMismatch
-from ..files import UnsafePathError, regular_or_missing, sha256_file
+from ..files import UnsafePathError, sha256_file
 from ..ir.select import selects
+from ..runs import folder as runs
+from ..runs.model import check_regular, run_model_file
 from ..weights import KERAS_PREFIX, SourceWeights, WeightsReport, load_weights, read_weights
-from . import run as runs
-from .saved import check_regular
 
 SKIP_HINT = (
     "to keep their initial values instead (a head with another number of classes), list "
@@ -36,13 +36,12 @@ def weights_file(text: str) -> Path:
     :class:`ModelLoadError` if the file is missing or not a regular file."""
     path = Path(text)
     if path.is_dir():
-        run = runs.RunFolder(path)
-        for name in (runs.BEST, runs.MODEL):
-            try:
-                if regular_or_missing(run.file(name), runs.WHAT):
-                    return run.file(name)
-            except UnsafePathError as err:
-                raise WeightsError(str(err)) from None
+        try:
+            found = run_model_file(path, best=True)
+        except UnsafePathError as err:
+            raise WeightsError(str(err)) from None
+        if found is not None:
+            return found
         raise WeightsError(
             f"init weights '{text}' is a folder without {runs.BEST} or {runs.MODEL}: expected "
             "a run folder, a .keras file or a .weights.h5 file"

@@ -34,9 +34,9 @@ from ..data.split import epoch_order
 from ..errors import Stopped, TrainError, TrainStopped
 from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_import import import_keras
+from ..runs import folder as runs
 from . import distribute, init_weights, recipe, report
 from . import resume as resuming
-from . import run as runs
 from .schedule import EpochSchedule, describe
 
 keras = import_keras()

@@ -46,7 +46,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from pydantic import model_validator as _model_validator
 
-from ..errors import RunFileError, TrainError
+from ..errors import RunFileError, TrainError, first_line
 from ..files import (
     UnsafePathError,
     atomic_write,
@@ -533,7 +533,7 @@ class RunFolder:
         except UnsafePathError:
             raise  # a link or FIFO is no accident: refuse it, fall back to nothing
         except Exception as err:  # zipfile.BadZipFile, OSError, ValueError, KeyError, ...
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             previous = state.get("previous")
             if not previous:
                 raise TrainError(

@@ -1,4 +1,6 @@
-"""Models as training saves them and users hand them in, loaded safely.
+"""The one loader of a trained model with its spec: :func:`load_saved`, used by
+``train`` (the run folder or file that ``--weights`` names, :func:`run_model_file`),
+``evaluate``, ``predict``, ``export`` and ``sweep``.
 
 A model comes from one of three places:
 
@@ -14,28 +16,30 @@ A model comes from one of three places:
   its config and its weights' metadata and refuses one that would not fit in the
   memory limit (``--max-memory``, ``NINCOMPILE_MAX_MEMORY``); a path that is not a
   regular file (a FIFO, a device) is refused without being opened;
-* a **training run** folder (:mod:`nincompile.train.run`): ``model.keras`` (required)
+* a **training run** folder (:mod:`nincompile.runs.folder`): ``model.keras`` (required)
   and ``spec.yaml`` (optional: the name, classes and normalisation come from it).
   These, the ``spec.yaml`` beside a ``.keras`` file and a ``.keras`` file that belongs
   to a run (``RUN/best.keras``) are found as ``train --resume`` finds a run's files
-  (:meth:`~nincompile.train.run.RunFolder.file`, :func:`~nincompile.files.regular_or_missing`):
+  (:meth:`~nincompile.runs.folder.RunFolder.file`, :func:`~nincompile.files.regular_or_missing`):
   a symbolic link, FIFO or device there is refused in one line, never followed.
 
-Every problem is a :class:`~nincompile.errors.ModelLoadError` naming the file.
-Keras is imported only when a model is loaded.
+A spec found with a model must describe the model's input, or the two are refused as
+not belonging together.  Every problem is a :class:`~nincompile.errors.ModelLoadError`
+naming the file.  Keras is imported only when a model is loaded.
 """
 
 from __future__ import annotations
 
 import os
+import types
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import guard
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, first_line
 from ..files import regular_or_missing, sha256_file
-from . import run as runs
+from . import folder as runs
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -70,6 +74,31 @@ class SavedModel:
     def std(self) -> list[float] | None:
         return list(self.data.std) if self.data and self.data.std is not None else None
 
+    @property
+    def from_logits(self) -> bool | None:
+        """Whether the model outputs logits, as its spec says (None without one)."""
+        train = self.spec.train if self.spec is not None else None
+        return train.from_logits if train is not None else None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """``(height, width, channels)`` of the model's image input."""
+        return tuple(int(d) for d in self.model.input_shape[1:])
+
+    @property
+    def labels(self) -> list[str]:
+        """The class names: the spec's, else the outputs numbered ``"0"``, ``"1"``, ..."""
+        return self.classes or [str(i) for i in range(int(self.model.output_shape[-1]))]
+
+    @property
+    def described(self):
+        """The spec, or without one a stand-in holding the model's input and name (no
+        ``data:``, no ``train:``): what reading images for the model needs."""
+        if self.spec is not None:
+            return self.spec
+        return types.SimpleNamespace(input=self.input_shape, data=None, train=None,
+                                     name=self.name)  # fmt: skip
+
 
 def _run_file(folder: Path, name: str) -> Path | None:
     """``folder / name`` read as a run folder's file is read (as ``train --resume`` reads
@@ -80,8 +109,18 @@ def _run_file(folder: Path, name: str) -> Path | None:
     return path if regular_or_missing(path, runs.WHAT) else None
 
 
+def run_model_file(folder: str | os.PathLike, *, best: bool = False) -> Path | None:
+    """A run folder's ``model.keras`` (with ``best``, its ``best.keras`` before it),
+    read as every run file is (a link, FIFO or device refused with
+    :class:`~nincompile.files.UnsafePathError`); None when the folder holds none."""
+    for name in (runs.BEST, runs.MODEL) if best else (runs.MODEL,):
+        if (path := _run_file(Path(folder), name)) is not None:
+            return path
+    return None
+
+
 def _check_run_folder(path: Path) -> Path:
-    model = _run_file(path, runs.MODEL)
+    model = run_model_file(path)
     if model is None:
         raise ModelLoadError(
             f"cannot load '{path}': it is not a run folder, which must hold {runs.MODEL} "
@@ -192,9 +231,8 @@ def load_keras_model(
                 f"refusing '{path}': it holds a Lambda layer (arbitrary Python code), which "
                 "Keras's safe mode will not load; rebuild the model without Lambda layers"
             ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
         raise ModelLoadError(
-            f"cannot load '{path}': corrupt or unsupported .keras file ({first})"
+            f"cannot load '{path}': corrupt or unsupported .keras file ({first_line(err)})"
         ) from None
     if not isinstance(model, keras.Model):
         raise ModelLoadError(
@@ -203,15 +241,18 @@ def load_keras_model(
     return model
 
 
-def load_saved(path: str | os.PathLike, *, limits: guard.Limits | None = None) -> SavedModel:
-    """Load a spec, a ``.keras`` file or a run folder (see the module docstring); a
-    model over the memory ``limits`` (default: the environment's, else the memory
-    available) is refused before anything is allocated."""
+def load_saved(path: str | os.PathLike, *, limits: guard.Limits | None = None, batch: int = 1,
+               untrained: bool = True) -> SavedModel:  # fmt: skip
+    """Load a run folder, a ``.keras`` file or (with ``untrained``) a spec with fresh
+    weights (see the module docstring), with the spec that describes it.  A model that
+    with a batch of ``batch`` would not fit in the memory ``limits`` (default: the
+    environment's, else the memory available) is refused before anything is
+    allocated."""
     from .. import api
     from ..keras_import import import_keras
 
     path = Path(path)
-    kind = source_kind(path)
+    kind = source_kind(path) if untrained else "run" if path.is_dir() else "keras"
     if kind == "spec":
         compiled = api.compile_spec(path)
         spec = compiled.spec
@@ -223,13 +264,31 @@ def load_saved(path: str | os.PathLike, *, limits: guard.Limits | None = None) -
         loaded.notes.append(f"fresh untrained weights (seed {seed})")
         return loaded
     model_path, spec_path = model_files(path)  # a .keras file: the spec.yaml beside it
-    model = load_keras_model(model_path, limits=limits)
+    model = load_keras_model(model_path, limits=limits, batch=batch)
     spec = spec_sha = None
     name = path.stem if kind == "keras" else path.resolve().name
     notes = []
     if spec_path is not None:
         compiled = api.compile_spec(spec_path)
         spec, spec_sha, name = compiled.spec, compiled.source.sha256, compiled.spec.name
+        check_belongs(model, model_path, spec, spec_path)
         if kind == "keras":
             notes.append(f"classes and normalisation from {spec_path}")
     return SavedModel(kind, path, model, name, sha256_file(model_path), spec, spec_sha, notes)
+
+
+def check_belongs(model, model_path: Path, spec, spec_path: Path) -> None:
+    """A :class:`ModelLoadError` when the model's one image input is not the one its
+    spec describes (a model with other inputs is left to whoever needs one image)."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return
+    if not inputs or len(inputs) != 1:
+        return
+    shape = [None if d is None else int(d) for d in tuple(inputs[0].shape)[1:]]
+    if shape != list(spec.input):
+        raise ModelLoadError(
+            f"cannot load '{model_path}': the model's input {shape} differs from its spec's "
+            f"input {list(spec.input)} ('{spec_path}'); they do not belong together"
+        )
