@@ -712,7 +712,7 @@ def test_weights_h5_is_sized_before_it_is_read(base_run, tmp_path, monkeypatch):
     bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # the magic, then nothing
     result = CliRunner().invoke(main, ["build", str(spec), "--weights", str(bad), "--no-save"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "not a readable HDF5 file" in result.output
+    assert f"cannot read '{bad}' as a .weights.h5 file" in result.output
 
 
 def test_training_estimate_keeps_no_activations_of_a_frozen_front(spec_file):
