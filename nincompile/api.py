@@ -50,9 +50,23 @@ class Compiled:
     def name(self) -> str:
         return self.spec.name
 
-    def counts(self) -> dict[str, int]:
-        p = self.graph.params
+    def counts(self, frozen: frozenset[str] | None = None) -> dict[str, int]:
+        """Total, trainable and non-trainable parameters, the layers of ``train.freeze``
+        frozen (with ``train.phases``, the first phase's; ``frozen``: these instead)."""
+        p = self.graph.params_frozen(frozen)
         return {"total": p.total, "trainable": p.trainable, "non_trainable": p.non_trainable}
+
+    def phase_counts(self) -> list[dict]:
+        """With ``train.phases``: each phase's ``phase`` (0-based), ``epochs`` and
+        ``params`` (:meth:`counts` with its freeze); empty without phases."""
+        train = self.spec.train
+        if train is None or not train.phases:
+            return []
+        return [
+            {"phase": k, "epochs": phase.epochs, "params": self.counts(frozen)}
+            for k, (phase, frozen) in enumerate(zip(train.phases, self.graph.phase_frozen,
+                                                    strict=True))
+        ]  # fmt: skip
 
     def expect_mismatches(self, counts: dict[str, int] | None = None) -> list[tuple[str, int, int]]:
         """``(category, expected, actual)`` for each ``expect:`` figure that differs."""
@@ -96,6 +110,7 @@ class Compiled:
             "sha256": self.source.sha256,
             "input_shape": list(self.spec.input),
             "params": self.counts(),
+            **({"phases": self.phase_counts()} if self.phase_counts() else {}),
             "macs": self.graph.macs,
             "expect": self.spec.expect.model_dump(exclude_none=True) if self.spec.expect else None,
             "expect_ok": not self.expect_mismatches(),

@@ -49,11 +49,26 @@ def _print_table(compiled) -> None:
 
 
 def _totals_line(compiled, counts) -> str:
-    return (
+    """The totals; with ``train.phases``, a second line says they are the first
+    phase's and gives the others'."""
+    text = (
         f"{compiled.name}: total {_fmt_int(counts['total'])}, trainable "
         f"{_fmt_int(counts['trainable'])}, non-trainable {_fmt_int(counts['non_trainable'])}, "
         f"MACs {format_macs(compiled.graph.macs)}"
     )
+    phases = compiled.phase_counts()
+    if phases:
+        others = "; ".join(
+            f"phase {p['phase'] + 1}: trainable {_fmt_int(p['params']['trainable'])}, "
+            f"non-trainable {_fmt_int(p['params']['non_trainable'])}"
+            for p in phases[1:]
+        )
+        text += (
+            f"\n{compiled.name}: trainable and non-trainable are phase 1's of {len(phases)} "
+            f"(train.phases[0]'s freeze; 'expect:' is checked against them)"
+            + (f"; {others}" if others else "")
+        )
+    return text
 
 
 def _report_expect(compiled, counts) -> bool:

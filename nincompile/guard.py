@@ -10,9 +10,11 @@ model needs, in bytes:
   keep 2 per trainable weight, RMSprop 1, SGD 1 with momentum and 0 without), the
   copies made while each epoch's checkpoint (weights and slots, as arrays) and
   ``model.keras`` (its weights file is built in memory) are written, every layer's
-  output for one batch (the input included: back-propagation keeps them all) and a
-  working set of twice the largest activation for the backward pass; float16 or
-  bfloat16 activations under mixed precision.
+  output for one batch that back-propagation goes through (the input included; not
+  the outputs of frozen layers before the first trainable one, through which no
+  gradient flows) and a working set of twice the largest of them for the backward
+  pass; float16 or bfloat16 activations under mixed precision.  With
+  ``train.phases``, the largest of the phases' estimates.
 
 ``check`` and ``build`` refuse a model over a limit with the estimate, the limit, the
 layer responsible (located in the spec) and how to raise the limit;
@@ -25,6 +27,8 @@ builds it: the parameters its ``config.json`` declares (read with a bound, sized
 layer class from the layer's configuration and input shape; building them peaks at
 about 3 times their size) and the arrays its ``model.weights.h5`` declares (shapes
 from HDF5 metadata, no array is read), plus the largest activation of a batch.
+:func:`check_weights_file` sizes a ``.weights.h5`` file (``build --weights``, ``train
+--weights``) the same way, from the arrays its HDF5 metadata declares.
 
 **Limits**, in order of precedence: ``--max-params``/``--max-memory`` (a command's
 ``--max-memory`` holds for every check the command makes, through
@@ -41,6 +45,7 @@ a device or a socket is refused before it is opened (opening a FIFO blocks, read
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -275,9 +280,14 @@ class Estimate:
     slots: int = 0  # optimiser variables per trainable weight
     gradient_bytes: int = 0
     optimizer_bytes: int = 0
-    kept_activation_bytes: int = 0  # every layer's output of one batch, input included
+    kept_activation_bytes: int = 0  # the outputs back-propagation needs, of one batch
     saving_bytes: int = 0  # copies made while a checkpoint and model.keras are written
     value_bytes: int = BYTES_PER_VALUE  # bytes per activation value
+    kept_largest_bytes: int = 0  # the largest of the outputs kept
+    kept_largest_layer: str = ""
+    frozen_front: int = 0  # layers before any trainable one: no back-propagation there
+    phase: int | None = None  # with train.phases: the phase estimated (the largest)
+    phases: int = 0
 
     @property
     def training(self) -> bool:
@@ -285,9 +295,9 @@ class Estimate:
 
     @property
     def backward_bytes(self) -> int:
-        """The backward pass's working set: the gradient of the largest activation and
-        of its input, about twice the largest activation."""
-        return 2 * self.activation_bytes if self.training else 0
+        """The backward pass's working set: the gradient of the largest activation
+        back-propagation goes through and of its input, about twice that activation."""
+        return 2 * self.kept_largest_bytes if self.training else 0
 
     @property
     def parameter_bytes(self) -> int:
@@ -313,15 +323,24 @@ class Estimate:
                 f"('{self.activation_layer}', batch {self.batch}) = "
                 f"{format_bytes(self.total_bytes)}"
             )
+        kept = "every layer's output"
+        if self.frozen_front:
+            kept = (
+                f"the outputs back-propagation goes through: none of the {self.frozen_front} "
+                "frozen layers before the first trainable one"
+            )
+        phase = ""
+        if self.phase is not None:
+            phase = f" (phase {self.phase} of {self.phases}, the largest of train.phases)"
         return (
             f"{weights} + gradients {format_bytes(self.gradient_bytes)} + optimiser slots "
             f"{format_bytes(self.optimizer_bytes)} ({self.optimizer}: {self.slots} per "
-            f"weight) + saving {format_bytes(self.saving_bytes)} (the checkpoint's copy of "
-            f"weights and slots, and model.keras's) + activations kept for back-propagation "
-            f"{format_bytes(self.kept_activation_bytes)} (every layer's output, batch "
+            f"trainable weight) + saving {format_bytes(self.saving_bytes)} (the checkpoint's "
+            f"copy of weights and slots, and model.keras's) + activations kept for "
+            f"back-propagation {format_bytes(self.kept_activation_bytes)} ({kept}, batch "
             f"{self.batch}) + backward working set {format_bytes(self.backward_bytes)} "
-            f"(twice the largest activation, '{self.activation_layer}') = "
-            f"{format_bytes(self.total_bytes)}"
+            f"(twice the largest activation kept, '{self.kept_largest_layer}') = "
+            f"{format_bytes(self.total_bytes)}{phase}"
         )
 
 
@@ -343,22 +362,52 @@ def _activation_bytes(train) -> int:
     return 2 if mixed is True or mixed in ("float16", "bfloat16") else BYTES_PER_VALUE
 
 
+def _backward(graph, layers) -> set[str]:
+    """The layers back-propagation goes through: those with trainable weights and every
+    layer after one (the gradient flows back through them), with their inputs (whose
+    values the backward pass reads).  A frozen layer before every trainable one needs
+    no gradient, and its output is not kept unless a layer of the set reads it."""
+    trainable = {layer.name for layer in layers if layer.params.trainable}
+    through: set[str] = set()
+    for node in graph.nodes:
+        if node.name in trainable or any(i in through for i in node.inputs):
+            through.add(node.name)
+    kept = set(through)
+    for node in graph.nodes:
+        if node.name in through:
+            kept.update(node.inputs)
+    return kept
+
+
 def estimate(graph, batch: int = 1, train=None) -> Estimate:
     """The estimate for an IR graph (:class:`nincompile.ir.Graph`): for inference, or
-    for training with ``train`` (a spec's ``train:`` section)."""
+    for training with ``train`` (a spec's ``train:`` section).  With ``train.phases``,
+    the largest of the phases' estimates (each with its freeze and its optimiser)."""
+    if train is not None and train.phases:
+        frozen = graph.phase_frozen or (graph.frozen,) * len(train.phases)
+        each = [
+            dataclasses.replace(
+                _estimate(graph, batch, phase, frozen[k]), phase=k + 1, phases=len(frozen)
+            )
+            for k, phase in enumerate(train.plan())
+        ]
+        return max(each, key=lambda est: est.total_bytes)
+    return _estimate(graph, batch, train, None)
+
+
+def _estimate(graph, batch: int, train, frozen) -> Estimate:
     params = trainable = 0
     act, act_layer = -1, ""
     most, most_layer = -1, ""
-    values = 0  # every layer's output for one image
     value_bytes = BYTES_PER_VALUE if train is None else _activation_bytes(train)
-    for layer in graph.layers():
+    layers = graph.layers(frozen)
+    for layer in layers:
         n = layer.params.total
         params += n
         trainable += layer.params.trainable
         if n > most:
             most, most_layer = n, layer.name
         size = math.prod(layer.output_shape)
-        values += size
         if size > act:
             act, act_layer = size, layer.name
     act_bytes = max(act, 0) * batch * value_bytes
@@ -375,6 +424,19 @@ def estimate(graph, batch: int = 1, train=None) -> Estimate:
     if train is None:
         return Estimate(**common)
     slots = optimizer_slots(train)
+    kept = _backward(graph, layers)
+    values, largest, largest_layer = 0, 0, ""  # the kept outputs of one image
+    for layer in layers:
+        if layer.name in kept:
+            size = math.prod(layer.output_shape)
+            values += size
+            if size > largest:
+                largest, largest_layer = size, layer.name
+    front = 0  # frozen layers before the first one back-propagation goes through
+    for layer in layers:
+        if layer.name in kept:
+            break
+        front += 1
     return Estimate(
         **common,
         optimizer=train.optimizer,
@@ -383,6 +445,9 @@ def estimate(graph, batch: int = 1, train=None) -> Estimate:
         optimizer_bytes=slots * trainable * BYTES_PER_VALUE,
         saving_bytes=(2 * params + slots * trainable) * BYTES_PER_VALUE,
         kept_activation_bytes=values * batch * value_bytes,
+        kept_largest_bytes=largest * batch * value_bytes,
+        kept_largest_layer=largest_layer,
+        frozen_front=front,
     )
 
 
@@ -698,6 +763,19 @@ class _TooManyObjects(Exception):
 
 def _h5_declared(archive: zipfile.ZipFile, name: str) -> int:
     """Bytes of every dataset ``name`` (an HDF5 member) declares, from metadata only."""
+    try:
+        with archive.open(name) as raw:
+            return _h5_declared_bytes(raw, name)
+    except _TooManyObjects:
+        raise
+    except Exception:  # unreadable HDF5: Keras reports it when it loads the file
+        return 0
+
+
+def _h5_declared_bytes(file, name: str) -> int:
+    """Bytes of every dataset the HDF5 ``file`` (a path or a binary file object)
+    declares, from metadata only; :class:`_TooManyObjects` past
+    :data:`KERAS_H5_MAX_OBJECTS` objects, h5py's errors for a file it cannot read."""
     import h5py
 
     total = 0
@@ -713,11 +791,8 @@ def _h5_declared(archive: zipfile.ZipFile, name: str) -> int:
             total += math.prod(int(d) for d in shape) * obj.dtype.itemsize
         return None
 
-    try:
-        with archive.open(name) as raw, h5py.File(raw, "r") as h5:
-            h5.visititems(visit)
-    except Exception:  # unreadable HDF5: Keras reports it when it loads the file
-        return 0
+    with h5py.File(file, "r") as h5:
+        h5.visititems(visit)
     if seen > KERAS_H5_MAX_OBJECTS:
         raise _TooManyObjects(f"{name} holds more than {KERAS_H5_MAX_OBJECTS:,} HDF5 objects")
     return total
@@ -784,3 +859,29 @@ def check_keras_file(path, limits: Limits | None = None, batch: int = 1) -> Kera
             f"is meant to be this large, {RAISE_MEMORY}."
         )
     return est
+
+
+def check_weights_file(path, limits: Limits | None = None) -> int:
+    """The bytes of the arrays a ``.weights.h5`` (or Keras 2 ``.h5``) file declares,
+    summed from its HDF5 metadata without reading one (reading the weights holds them
+    all in memory); :class:`ModelTooLarge` when they are over the memory limit, a
+    :class:`ModelLoadError` for a file that is not a regular one or holds too many
+    HDF5 objects.  One h5py cannot open is left to the reader, which says so."""
+    limits = limits or Limits.from_env()
+    try:
+        with open_regular(path) as f:
+            declared = _h5_declared_bytes(f, str(path))
+    except NotRegularFile as err:
+        raise ModelLoadError(f"cannot load '{path}': {err.kind}, not a regular file") from None
+    except _TooManyObjects as err:
+        raise ModelLoadError(f"cannot load '{path}': {err}") from None
+    except Exception:  # h5py raises OSError and others for what it cannot read
+        return 0  # nothing to size: the reader refuses it ("cannot read ... as a .weights.h5")
+    if declared > limits.max_memory:
+        raise ModelTooLarge(
+            f"cannot load '{path}': it does not fit in memory: its arrays take "
+            f"{format_bytes(declared)} (declared in its HDF5 metadata, all read to load "
+            f"them), over the memory limit of {limits.memory_text()}. Nothing was loaded. If "
+            f"the weights are meant to be this large, {RAISE_MEMORY}."
+        )
+    return declared

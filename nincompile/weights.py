@@ -605,6 +605,9 @@ def read_weights(source: str | os.PathLike) -> SourceWeights:
     if head.startswith(_ZIP_MAGIC):
         return _read_keras_file(path, shown)
     if head == _H5_MAGIC:
+        from . import guard
+
+        guard.check_weights_file(path)  # sized from its metadata before an array is read
         return _read_h5_file(path, shown)
     raise WeightsError(
         f"weights file '{shown}' is neither a .keras file (zip) nor a .weights.h5 file (HDF5)"

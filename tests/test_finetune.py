@@ -350,10 +350,15 @@ def test_resume_refuses_other_changes_naming_them(base_run, tmp_path):
 CIFAR = "airplane automobile bird cat deer dog frog horse ship truck".split()
 
 
-def _readme_commands() -> list[str]:
+def _readme_block(heading: str, fence: str = "bash") -> str:
+    """The first ``fence`` block of the README's section ``heading``."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Fine-tune a model\n", 1)[1]
-    return section.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    section = readme.split(f"\n{heading}\n", 1)[1]
+    return section.split(f"```{fence}\n", 1)[1].split("```", 1)[0]
+
+
+def _readme_commands(heading: str = "## Fine-tune a model") -> list[str]:
+    return _readme_block(heading).strip().splitlines()
 
 
 def test_readme_finetune_commands(tmp_path, monkeypatch):
@@ -405,3 +410,339 @@ def test_readme_finetune_commands(tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / "runs" / "last5-finetuned" / runs.METRICS).read_text())
     assert metrics["params"] == {"total": 197861, "trainable": 197381, "non_trainable": 480}
     assert metrics["classes"] == CIFAR[5:]
+    _readme_phases(tmp_path, runner)
+
+
+def _readme_phases(tmp_path, runner):
+    """The commands of "Train in phases" (one epoch per phase), after those above; the
+    spec's YAML there is the same recipe as the command's."""
+    import shlex
+
+    lines = _readme_commands("### Train in phases")
+    for line in lines:
+        args = shlex.split(
+            line.replace("epochs: 2,", "epochs: 1,").replace("epochs: 3,", "epochs: 1,")
+        )
+        result = runner.invoke(main, args[1:])
+        assert result.exit_code == 0, (line, result.output)
+    out = tmp_path / "runs" / "last5-phased"
+    assert [r["phase"] for r in runs.RunFolder(out).read_history()] == [0, 1]
+    metrics = json.loads((out / runs.METRICS).read_text())
+    assert [p["params"]["trainable"] for p in metrics["phases"]] == [645, 197849]  # head3; all
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "specs" / "baseline.yaml").read_text())
+    spec["train"] = yaml.safe_load(_readme_block("### Train in phases", "yaml"))["train"]
+    spec["head"][2]["dense"] = 5
+    spec.pop("expect")
+    path = tmp_path / "phased.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    from nincompile.spec.schema import PHASE_FIELDS
+
+    from_yaml = api.compile_spec(path)
+    assert [p["params"] for p in from_yaml.phase_counts()] == [
+        p["params"] for p in metrics["phases"]
+    ]
+    ran = load_spec(out / runs.SPEC).spec.train.plan()
+    for a, b in zip(from_yaml.spec.train.plan(), ran, strict=True):
+        assert all(getattr(a, f) == getattr(b, f) for f in PHASE_FIELDS + ("batch_size",))
+
+
+# ------------------------------------------------------------------------ phases
+
+#: BASE in two phases: the convolutions frozen (Adam, a high rate), then everything
+#: trainable (SGD with momentum, a lower cosine rate counted from the phase's start)
+PHASED = BASE.replace(
+    "train: {optimizer: adam, learning_rate: 0.02, batch_size: 32, epochs: 1, seed: 3}",
+    """train:
+  optimizer: adam
+  learning_rate: 0.02
+  batch_size: 32
+  seed: 3
+  phases:
+    - {epochs: 2, freeze: [stage1, stage2], learning_rate: 0.05}
+    - {epochs: 2, freeze: [], optimizer: sgd, momentum: 0.9, learning_rate: 0.01,
+       lr_schedule: cosine}""",
+)
+CONV = ("stage1_conv", "stage1_bn", "stage2_conv", "stage2_bn")
+
+
+def _same(a: dict, b: dict, names=None) -> bool:
+    return all(np.array_equal(x, y) for n in (names or a) for x, y in zip(a[n], b[n], strict=True))
+
+
+def test_phases_train_each_with_its_freeze_and_resume_exactly(spec_file, tmp_path):
+    """Stopped in phase 1, at the boundary and in phase 2, resumed each time: the same
+    weights as an uninterrupted run, bit for bit; the convolutions do not move in
+    phase 1 (batch-norm statistics included) and do in phase 2."""
+    source = load_spec(spec_file(PHASED))
+    assert source.spec.train.epochs == 4
+    straight = train(source, out=tmp_path / "straight")
+    pieces = tmp_path / "pieces"
+    train(source, out=pieces, stop_after=1)
+    first = _keras_weights(pieces / runs.MODEL)
+    train(source, out=pieces, resume=True, stop_after=1)  # ends phase 1
+    boundary = _keras_weights(pieces / runs.MODEL)
+    state = json.loads((pieces / runs.CHECKPOINT / runs.STATE).read_text())
+    assert state["epoch"] == 2 and state["phase"] == 0
+    train(source, out=pieces, resume=True, stop_after=1)  # phase 2's optimiser, fresh
+    train(source, out=pieces, resume=True)
+    last = _keras_weights(pieces / runs.MODEL)
+    assert _same(_keras_weights(tmp_path / "straight" / runs.MODEL), last)
+    assert _same(first, boundary, CONV) and not _same(first, boundary, ["head2_dense"])
+    assert not any(_same(boundary, last, [n]) for n in CONV)
+    rows, again = straight.history, runs.RunFolder(pieces).read_history()
+    assert [r["phase"] for r in again] == [0, 0, 1, 1]
+    for key in ("loss", "accuracy", "val_loss", "learning_rate", "phase", "planned_epochs"):
+        assert [r[key] for r in rows] == [r[key] for r in again], key
+    assert [round(r["learning_rate"], 6) for r in rows] == [0.05, 0.05, 0.01, 0.005]
+    metrics = json.loads((pieces / runs.METRICS).read_text())
+    assert [p["params"]["trainable"] for p in metrics["phases"]] == [36, 672]
+    assert metrics["params"]["trainable"] == 36  # the counts of phase 1, as check's
+
+
+def test_a_kill_after_the_phase_boundary_resumes_exactly(spec_file, tmp_path):
+    """kill -9 once phase 1 is committed (in phase 2's first epoch, or after it):
+    ``--resume`` ends with the weights of the uninterrupted run above."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    spec = spec_file(PHASED.replace("limit: 96", "limit: 640"))
+    run = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [sys.executable, "-m", "nincompile.cli", "train", str(spec), "--out", str(run)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    state = run / runs.CHECKPOINT / runs.STATE
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= 2:
+            break
+        time.sleep(0.02)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads(state.read_text())["epoch"] >= 2
+    result = CliRunner().invoke(main, ["train", str(run), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output
+    if killed:  # phase 2's first epoch, if lost, starts its optimiser afresh
+        assert "phase 2 of 2 (train.phases[1])" in result.output
+    train(load_spec(spec), out=tmp_path / "straight")
+    assert _same(
+        _keras_weights(run / runs.MODEL), _keras_weights(tmp_path / "straight" / runs.MODEL)
+    )
+    assert [r["phase"] for r in runs.RunFolder(run).read_history()] == [0, 0, 1, 1]
+
+
+def test_phase_errors_name_file_line_and_field(spec_file):
+    def problems(text):
+        with pytest.raises(SpecError) as info:
+            api.compile_spec(spec_file(text))
+        return [str(p) for p in info.value.problems]
+
+    (p,) = problems(PHASED.replace("  seed: 3\n", "  seed: 3\n  epochs: 10\n"))
+    assert ":12:" in p and "train.epochs: with train.phases, train.epochs is the sum" in p
+    assert "4; received 10" in p
+    (p,) = problems(PHASED.replace("freeze: [stage1, stage2]", "freeze: [stage1, stage9]"))
+    assert ":13:" in p and "train.phases[0].freeze[1]: 'stage9' names no layer" in p
+    (p,) = problems(PHASED.replace("{epochs: 2, freeze: []", "{epochs: 0, freeze: []"))
+    assert ":14:" in p and "train.phases[1].epochs" in p and "received 0" in p
+    (p,) = problems(PHASED.replace("optimizer: sgd, momentum", "optimiser: sgd, momentum"))
+    assert "train.phases[1].optimiser: unknown key 'optimiser'" in p and "optimizer" in p
+    (p,) = problems(PHASED.replace("optimizer: sgd, ", ""))
+    assert "train.phases" in p and "phase 2 (train.phases[1]) trains with optimizer adam" in p
+    (p,) = problems(BASE.replace("seed: 3}", "seed: 3, phases: []}"))
+    assert "train.phases" in p and "at least 1" in p
+
+
+def test_check_reports_the_first_phases_counts_and_says_so(spec_file):
+    path = spec_file(PHASED + "expect: {params: 700, trainable: 36, non_trainable: 664}\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "tiny: total 700, trainable 36, non-trainable 664" in result.output
+    assert (
+        "tiny: trainable and non-trainable are phase 1's of 2 (train.phases[0]'s freeze; "
+        "'expect:' is checked against them); phase 2: trainable 672, non-trainable 28"
+    ) in result.output
+    assert "match 'expect:'" in result.output
+    summary = json.loads(runner.invoke(main, ["check", str(path), "--json"]).stdout)
+    assert summary["params"]["trainable"] == 36
+    assert summary["phases"] == [
+        {"phase": 0, "epochs": 2, "params": {"total": 700, "trainable": 36, "non_trainable": 664}},
+        {"phase": 1, "epochs": 2, "params": {"total": 700, "trainable": 672, "non_trainable": 28}},
+    ]
+    from nincompile.keras_builder import count_params, freeze
+
+    compiled = api.compile_spec(path)
+    model = api.build(compiled)
+    for entry, frozen in zip(summary["phases"], compiled.graph.phase_frozen, strict=True):
+        freeze(model, frozen)
+        assert count_params(model) == entry["params"]  # Keras counts the same
+
+
+def test_resume_may_change_the_phases_to_come(spec_file, tmp_path):
+    spec = spec_file(PHASED)
+    runner = CliRunner()
+    out = tmp_path / "r"
+    assert runner.invoke(main, ["train", str(spec), "--out", str(out), "--stop-after", "2"]
+                         ).exit_code == 0  # fmt: skip
+
+    def resume(*sets, ok=False):
+        args = [arg for s in sets for arg in ("--set", s)]
+        result = runner.invoke(main, ["train", str(out), "--resume", *args])
+        assert result.exit_code == (0 if ok else 1), result.output
+        assert "Traceback" not in result.output
+        return " ".join(result.output.split())
+
+    # phase 1 is trained: its freeze is what it trained with
+    assert "train.phases[0].freeze[1]: run 'stage2', now None" in resume(
+        "train.phases.0.freeze=[stage1]"
+    )
+    # --epochs does not fit phases: it says what to change instead
+    assert "--set train.phases.0.epochs=N" in resume("train.epochs=5")
+    # a phase's schedule may not change where it was trained, nor its epochs move
+    assert "changes epochs already trained (epoch 1: 0.05 in the run, 0.1 now)" in resume(
+        "train.phases.0.learning_rate=0.1"
+    )
+    assert "whose phases move epochs already trained (epoch 2: phase 1 in the run, 2 now)" in (
+        resume("train.phases.0.epochs=1", "train.phases.1.epochs=5")
+    )
+    # phase 2 has not begun: its freeze, optimiser and length may change
+    later = ("freeze=[stage1]", "epochs=3", "optimizer=adam", "momentum=null")
+    output = resume(*(f"train.phases.1.{s}" for s in later), ok=True)
+    assert "train.phases[1].epochs 2 -> 3" in output
+    rows = runs.RunFolder(out).read_history()
+    assert [r["phase"] for r in rows] == [0, 0, 1, 1, 1]
+    assert [r["planned_epochs"] for r in rows] == [4, 4, 5, 5, 5]
+
+
+def test_generated_module_says_it_holds_the_first_phase_only(spec_file, tmp_path):
+    from nincompile.codegen import render_source
+
+    text = render_source(api.compile_spec(spec_file(PHASED)).source)
+    flat = " ".join(text.split())
+    assert "NOT THE WHOLE RECIPE: the spec trains in 2 phases (train.phases)" in flat
+    assert "Phase 2 is not expressed here; ``nincompile train`` runs them all." in flat
+    assert "learning_rate=0.05, epochs=2" in text  # phase 1's schedule, phase 1's epochs
+    assert "keras.optimizers.Adam(" in text and "SGD" not in text
+    assert "36 trainable, 664 non-trainable" in text
+
+
+# ------------------------------------------------------------ small images, larger input
+
+BIG_INPUT = """\
+name: big
+input: [64, 64, 3]
+stages:
+  - {conv: [4, 3], strides: 2, batch_norm: true, activation: relu, pool: {max: 4}}
+head: [gap, {dense: 4, activation: softmax}]
+train: {optimizer: adam, learning_rate: 0.01, batch_size: 16, epochs: 1, seed: 1}
+data: {dataset: synthetic, limit: 48, classes: [a, b, c, d]}
+"""
+
+
+def test_small_images_finetune_a_larger_input_resized_on_the_device(spec_file, tmp_path):
+    """32x32 images (a CIFAR folder) fine-tune a model of 64x64 input, as they would a
+    224x224 one: kept at 32x32 on the host, resized to the input in the model's
+    preprocessing on the device."""
+    from PIL import Image
+
+    spec = spec_file(BIG_INPUT, "big.yaml")
+    base = tmp_path / "base"
+    train(load_spec(spec), out=base)
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("cat", "dog", "ship")):
+        folder = tmp_path / "cifar" / name
+        folder.mkdir(parents=True)
+        for i in range(8):
+            pixels = rng.normal(60 * k + 40, 30, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    out = tmp_path / "ft"
+    result = CliRunner().invoke(
+        main,
+        ["train", str(spec), "--data", str(tmp_path / "cifar"), "--weights", str(base),
+         "--out", str(out), "--set", "data.classes=null", "--set", "head.1.dense=3",
+         "--set", "train.init_skip=[head2]", "--set", "train.freeze=[stage1]", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / runs.METRICS).read_text())
+    assert "32x32x3" in metrics["data"][0], metrics["data"]  # held at 32x32
+    import keras
+
+    model = keras.saving.load_model(out / runs.MODEL, compile=False)
+    assert model.input_shape == (None, 64, 64, 3)
+    assert _same(_keras_weights(base / runs.BEST), _keras_weights(out / runs.MODEL),
+                 ["stage1_conv", "stage1_bn"])  # fmt: skip
+    assert metrics["classes"] == ["cat", "dog", "ship"]
+
+
+# ------------------------------------------------------------------------- memory guard
+
+
+def test_weights_h5_is_sized_before_it_is_read(base_run, tmp_path, monkeypatch):
+    """A .weights.h5 file declares its arrays' shapes in HDF5 metadata: one over the
+    memory limit is refused, naming the file and the size, before an array is read."""
+    import h5py
+
+    from nincompile import guard
+    from nincompile.errors import ModelTooLarge
+
+    path = tmp_path / "huge.weights.h5"
+    with h5py.File(path, "w") as h5:  # 64 GiB declared, nothing written (no chunk stored)
+        h5.create_dataset("layers/dense/vars/0", shape=(2**17, 2**17), dtype="float32")
+    assert path.stat().st_size < 100_000
+    assert guard.check_weights_file(path, guard.Limits.from_env(max_memory=2**40)) == 2**36
+    with pytest.raises(ModelTooLarge, match=r"its arrays take 64\.0 GiB"):
+        guard.check_weights_file(path, guard.Limits.from_env(max_memory=2**30))
+    spec, _ = base_run
+    monkeypatch.setenv("NINCOMPILE_MAX_MEMORY", "1GiB")
+    for command in (["train", str(spec), "--out", str(tmp_path / "r")], ["build", str(spec)]):
+        result = CliRunner().invoke(main, [*command, "--weights", str(path)])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert f"cannot load '{path}': it does not fit in memory" in result.output
+        assert "--max-memory" in result.output
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # the magic, then nothing
+    result = CliRunner().invoke(main, ["build", str(spec), "--weights", str(bad), "--no-save"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"cannot read '{bad}' as a .weights.h5 file" in result.output
+
+
+def test_training_estimate_keeps_no_activations_of_a_frozen_front(spec_file):
+    from nincompile import guard
+
+    def est(freeze, phases=""):
+        text = BASE.replace("seed: 3}", f"seed: 3, freeze: {freeze}{phases}}}")
+        text = text.replace("batch_size: 32, epochs: 1,", "batch_size: 32,") if phases else text
+        compiled = api.compile_spec(spec_file(text))
+        return compiled, guard.estimate_of(compiled)
+
+    compiled, full = est("[]")
+    batch = 32
+    every = sum(int(np.prod(layer.output_shape)) for layer in compiled.graph.layers())
+    assert full.kept_activation_bytes == every * batch * 4 and full.frozen_front == 0
+    compiled, front = est("[stage1, stage2]")
+    shapes = {layer.name: int(np.prod(layer.output_shape)) for layer in compiled.graph.layers()}
+    # kept: the input of the first trainable layer (the pooled features) and what follows
+    kept = shapes["head1_gap"] + shapes["head2_dense"] + shapes["head2_softmax"]
+    assert kept == 8 + 4 + 4
+    assert front.kept_activation_bytes == kept * batch * 4
+    assert front.frozen_front == len(shapes) - 3  # the input, stage1, stage2
+    assert front.gradient_bytes == 36 * 4 and front.optimizer_bytes == 2 * 36 * 4
+    assert front.backward_bytes == 2 * shapes["head1_gap"] * batch * 4
+    assert "none of the" in front.describe() and "frozen layers before" in front.describe()
+    assert front.total_bytes < full.total_bytes
+    # a frozen head (a suffix): back-propagation still goes through it to stage1
+    _, suffix = est("[head2]")
+    assert suffix.kept_activation_bytes == full.kept_activation_bytes
+    # phases: the largest phase's estimate, named
+    _, phased = est("[stage1, stage2]", ", phases: [{epochs: 1}, {epochs: 1, freeze: []}]")
+    assert phased.total_bytes == full.total_bytes and phased.phase == 2
+    assert "(phase 2 of 2, the largest of train.phases)" in phased.describe()

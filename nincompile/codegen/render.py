@@ -495,9 +495,10 @@ class _Module:
         """``compile_model``: the calls of :func:`nincompile.train.table.table`, which
         ``nincompile train`` makes too, and the source of the recipe classes it names
         (copied from ``nincompile/train/schedule.py``)."""
-        train = self.spec.train
-        if train is None:
+        phased = self.spec.train
+        if phased is None:
             return None
+        train = phased.plan()[0]  # with train.phases, the first phase's recipe
         recipe = table(train)
         self.uses.add("math")  # EpochLearningRate's cosine
         lines: list[str] = []
@@ -517,7 +518,7 @@ class _Module:
             ),
         )
         lines += [*layout("", compile_call, "", 1), f"{INDENT}return model"]
-        epochs, batch = train.epochs, train.batch_size
+        epochs, batch = phased.epochs, train.batch_size
         doc = [
             "Compile ``model`` as ``nincompile train`` does with ``train:``: the optimizer "
             "and its learning-rate schedule, the loss and the metrics.",
@@ -526,6 +527,18 @@ class _Module:
             f"is ``math.ceil(len(x_train) / {batch})``, the optimizer steps of one epoch, "
             "by which the schedule counts epochs.",
         ]
+        if phased.phases:
+            n = len(phased.phases)
+            later = "Phase 2 is" if n == 2 else f"Phases 2-{n} are"
+            doc += [
+                "",
+                f"NOT THE WHOLE RECIPE: the spec trains in {n} phases (train.phases), each with "
+                "its own frozen layers, optimizer and schedule, and a new optimizer at each "
+                f"phase's start. This module holds phase 1 only: compile_model compiles "
+                f"phase 1's optimizer and schedule ({train.epochs} epochs) and build_model "
+                f"freezes phase 1's layers. {later} not expressed here; ``nincompile "
+                "train`` runs them all.",
+            ]
         if recipe.dtype_policy != "float32":
             doc += [
                 "",

@@ -26,6 +26,8 @@ class Graph:
     #: layers whose weights do not train (``train.freeze``): all their parameters count
     #: as non-trainable, as Keras counts a layer with ``trainable = False``
     frozen: frozenset[str] = frozenset()
+    #: with ``train.phases``: the layers each phase freezes (``frozen`` is the first's)
+    phase_frozen: tuple[frozenset[str], ...] = ()
 
     def add(self, node: Node) -> Shape:
         """Append ``node``; infer its shape, params and MACs (may raise ShapeError)."""
@@ -45,25 +47,36 @@ class Graph:
     def output(self) -> Node:
         return self.nodes[-1]
 
-    def layer_params(self, name: str) -> Params:
-        """The parameters of layer ``name``, all non-trainable when it is frozen."""
+    def layer_params(self, name: str, frozen: frozenset[str] | None = None) -> Params:
+        """The parameters of layer ``name``, all non-trainable when it is frozen (in
+        ``frozen``, default :attr:`frozen`)."""
         p = self._params[name]
-        return Params(0, p.total) if name in self.frozen else p
+        return Params(0, p.total) if name in (self.frozen if frozen is None else frozen) else p
 
-    def layers(self) -> list[LayerInfo]:
+    def layers(self, frozen: frozenset[str] | None = None) -> list[LayerInfo]:
+        """Every layer, its parameters counted with the layers ``frozen`` (default
+        :attr:`frozen`) frozen."""
         return [
             LayerInfo(
-                n.name, n.kind, self.shapes[n.name], self.layer_params(n.name), self._macs[n.name]
-            )
+                n.name,
+                n.kind,
+                self.shapes[n.name],
+                self.layer_params(n.name, frozen),
+                self._macs[n.name],
+            )  # fmt: skip
             for n in self.nodes
         ]
 
-    @property
-    def params(self) -> Params:
+    def params_frozen(self, frozen: frozenset[str] | None = None) -> Params:
+        """The totals with the layers ``frozen`` (default :attr:`frozen`) frozen."""
         total = Params()
         for name in self._params:
-            total = total + self.layer_params(name)
+            total = total + self.layer_params(name, frozen)
         return total
+
+    @property
+    def params(self) -> Params:
+        return self.params_frozen()
 
     @property
     def macs(self) -> int:

@@ -633,21 +633,36 @@ def lower(src: SpecSource) -> Graph:
 
 
 def with_train_layers(src: SpecSource, graph: Graph) -> Graph:
-    """``graph`` with the layers of ``train.freeze`` marked frozen, after checking that
-    every name in ``train.freeze`` and ``train.init_skip`` names a layer."""
+    """``graph`` with the layers of ``train.freeze`` marked frozen (the first phase's
+    with ``train.phases``, each phase's in ``graph.phase_frozen``), after checking that
+    every name in ``train.freeze``, each phase's ``freeze`` and ``train.init_skip``
+    names a layer."""
     train = src.spec.train
     if train is not None:
         names = [node.name for node in graph.nodes]
         items = item_names(src.spec)
-        problems = []  # both fields' problems at once
-        try:
-            graph.frozen = select.frozen(src, train.freeze, names, items)
-        except SpecError as err:
-            problems.extend(err.problems)
+        problems = []  # every field's problems at once
+        freezes = [(train.freeze, ("train", "freeze"))]
+        freezes += [(p.freeze, ("train", "phases", k, "freeze"))
+                    for k, p in enumerate(train.phases or ()) if p.freeze is not None]  # fmt: skip
+        frozen = {}
+        for value, path in freezes:
+            try:
+                frozen[path] = select.frozen(src, value, names, items, path)
+            except SpecError as err:
+                problems.extend(err.problems)
         try:
             select.select(src, ("train", "init_skip"), train.init_skip, names, items)
         except SpecError as err:
             problems.extend(err.problems)
         if problems:
             raise SpecError(problems)
+        phases = [
+            frozen[
+                ("train", "phases", k, "freeze") if p.freeze is not None else ("train", "freeze")
+            ]
+            for k, p in enumerate(train.phases or ())
+        ]
+        graph.phase_frozen = tuple(phases)
+        graph.frozen = phases[0] if phases else frozen[("train", "freeze")]
     return graph

@@ -78,9 +78,11 @@ HISTORY_COLUMNS = (
     "seconds",
     "images_per_second",
     "planned_epochs",
+    "phase",
 )
-#: Columns of whole numbers besides ``epoch`` (empty in rows of older runs).
-_INT_COLUMNS = ("planned_epochs",)
+#: Columns of whole numbers besides ``epoch`` (empty in rows of older runs; ``phase``,
+#: the 0-based index in ``train.phases``, empty in runs without phases).
+_INT_COLUMNS = ("planned_epochs", "phase")
 DEFAULT_ROOT = Path("runs")
 CHECKPOINT_NAME = re.compile(r"ckpt-(\d{4,})\.npz")
 #: Files that training writes with ``atomic_write`` (their temporary files are ours).
@@ -199,6 +201,7 @@ class SavedEpoch(_Loose):
     data_sha256: StrictStr | None = None
     best: Best | None = None
     train_seconds: float = Field(default=0.0, ge=0)
+    phase: StrictInt | None = Field(default=None, ge=0)  # train.phases' index, its optimiser's
 
     @_model_validator(mode="after")
     def _names_agree(self):

@@ -93,6 +93,8 @@ def _fields_of(data: Any, path: Path) -> list[str]:
         if isinstance(part, int):
             if isinstance(node, dict) and model == "stages":
                 model = s.ITEM_KINDS.get(s.stage_kind(node))
+            elif isinstance(model, type):  # an entry of a list of sections (train.phases)
+                pass
             elif model != "branches":
                 return []
             else:

@@ -1122,6 +1122,73 @@ class FreezeAllBut(_Model):
 FreezeSetting = list[LayerSelector] | FreezeAllBut
 
 
+#: The fields of ``train:`` a phase may set (the optimiser and its schedule); what a
+#: phase leaves out is ``train:``'s.
+PHASE_FIELDS = (
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "lr_schedule",
+    "warmup_epochs",
+    "min_learning_rate",
+    "freeze",
+)
+#: The optimiser's own options: a phase that names another optimiser does not inherit them.
+OPTIMIZER_OPTIONS = ("momentum", "nesterov", "weight_decay")
+LrSchedule = (
+    dict[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]]
+    | Literal["constant", "cosine", "onecycle"]
+    | None
+)
+
+
+class Phase(_Model):
+    """One phase of ``train.phases``: its epochs, and what it trains with differently
+    from ``train:`` (its freeze, its optimiser and its schedule, counted from the
+    phase's first epoch).  A field left out is ``train:``'s; the options of the
+    optimiser (momentum, nesterov, weight_decay) only while the phase keeps
+    ``train.optimizer``."""
+
+    epochs: Annotated[int, Field(ge=1)]
+    freeze: FreezeSetting | None = Field(
+        None, description="The layers frozen in this phase (train.freeze when left out; [] "
+        "for none).",
+    )  # fmt: skip
+    optimizer: Literal[tuple(OPTIMIZERS)] | None = None
+    learning_rate: Annotated[float, Field(gt=0)] | None = None
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    nesterov: bool | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = None
+    lr_schedule: LrSchedule = Field(
+        None, description="As train.lr_schedule, its epochs counted from the phase's first."
+    )
+    warmup_epochs: Annotated[float, Field(ge=0)] | None = None
+    min_learning_rate: Annotated[float, Field(ge=0)] | None = None
+
+
+class _PhasedEpochs:
+    """``train.epochs`` of a ``train:`` with phases, before its field is checked: the
+    value given (None when left out) and the sum of the phases' epochs."""
+
+    def __init__(self, given, total: int):
+        self.given, self.total = given, total
+
+
+def _phase_update(phase: Phase, optimizer) -> dict[str, Any]:
+    """The fields of ``train:`` (whose optimiser is ``optimizer``) that ``phase``
+    changes, as :meth:`Train.phase` applies them."""
+    given = phase.model_fields_set
+    update: dict[str, Any] = {"epochs": phase.epochs, "phases": None}
+    if "optimizer" in given and phase.optimizer != optimizer:
+        update.update(dict.fromkeys(OPTIMIZER_OPTIONS))  # another optimiser's options
+    for name in PHASE_FIELDS:
+        if name in given:
+            update[name] = getattr(phase, name)
+    return update
+
+
 class Train(_Model):
     """How ``nincompile train`` fits the model (also used by generated code)."""
 
@@ -1142,11 +1209,7 @@ class Train(_Model):
     )
     batch_size: Annotated[int, Field(ge=1)] = 128
     epochs: Annotated[int, Field(ge=1)] = 10
-    lr_schedule: (
-        dict[Annotated[int, Field(ge=0)], Annotated[float, Field(gt=0)]]
-        | Literal["constant", "cosine", "onecycle"]
-        | None
-    ) = Field(
+    lr_schedule: LrSchedule = Field(
         None,
         description="Step schedule {first_epoch: learning_rate, ...} (0-based epochs), or "
         "'constant', 'cosine' (decay to min_learning_rate) or 'onecycle' (linear warm-up to "
@@ -1185,6 +1248,40 @@ class Train(_Model):
         description="Layer or item names whose weights do not train ([stage1, stage2]), or "
         "{all_but: [head3]}; a frozen batch norm runs in inference mode.",
     )
+    phases: Annotated[list[Phase], Field(min_length=1)] | None = Field(
+        None,
+        description="Train in phases, one after the other in one run: each its epochs, and "
+        "its own freeze, optimiser and schedule (what it leaves out is train:'s); "
+        "train.epochs is their sum.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _phased_epochs(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("phases"), list):
+            return data
+        if not data["phases"]:
+            return data  # refused as an empty list
+        epochs = [p.get("epochs") if isinstance(p, dict) else None for p in data["phases"]]
+        if not all(type(e) is int for e in epochs):
+            return data  # the phases' own errors say what is wrong
+        return {**data, "epochs": _PhasedEpochs(data.get("epochs"), sum(epochs))}
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs_of_phases(cls, value: Any) -> Any:
+        if not isinstance(value, _PhasedEpochs):
+            return value
+        if value.given is not None and value.given != value.total:
+            raise PydanticCustomError(
+                "phases",
+                "with train.phases, train.epochs is the sum of the phases' epochs, {total}; "
+                "received {received}: change the phases' epochs instead "
+                "(--set train.phases.0.epochs=N), or leave train.epochs out "
+                "(--set train.epochs=null)",
+                {"total": value.total, "received": repr(value.given)},
+            )
+        return value.total
 
     @model_validator(mode="after")
     def _sgd_only(self) -> Train:
@@ -1193,6 +1290,48 @@ class Train(_Model):
                 "train", "'momentum' and 'nesterov' apply to optimizer sgd only"
             )
         return self
+
+    @field_validator("phases")
+    @classmethod
+    def _phase_optimizers(cls, phases: Any, info: ValidationInfo) -> Any:
+        for k, phase in enumerate(phases or ()):
+            merged = {**info.data, **_phase_update(phase, info.data.get("optimizer"))}
+            if merged.get("optimizer") != "sgd" and (
+                merged.get("momentum") is not None or merged.get("nesterov") is not None
+            ):
+                raise PydanticCustomError(
+                    "phases",
+                    "phase {n} (train.phases[{k}]) trains with optimizer {opt}, but "
+                    "'momentum' and 'nesterov' apply to optimizer sgd only (a phase that names "
+                    "another optimizer does not keep train's momentum and nesterov)",
+                    {"n": k + 1, "k": k, "opt": merged.get("optimizer")},
+                )
+        return phases
+
+    def phase(self, k: int) -> Train:
+        """Phase ``k`` as a ``train:`` of its own: its epochs, freeze, optimiser and
+        schedule, the rest this section's; no phases."""
+        return self.model_copy(update=_phase_update(self.phases[k], self.optimizer))
+
+    def plan(self) -> list[Train]:
+        """The phases of training, each as :meth:`phase` gives it; one for a ``train:``
+        without phases (this section)."""
+        if not self.phases:
+            return [self]
+        return [self.phase(k) for k in range(len(self.phases))]
+
+    def phase_of(self, epoch: int) -> int:
+        """The phase (0-based) epoch ``epoch`` (0-based) is in (the last one past the end)."""
+        first = 0
+        for k, phase in enumerate(self.plan()):
+            first += phase.epochs
+            if epoch < first:
+                return k
+        return len(self.plan()) - 1
+
+    def phase_start(self, k: int) -> int:
+        """The first epoch (0-based) of phase ``k``."""
+        return sum(p.epochs for p in self.plan()[:k])
 
 
 class Augment(_Model):

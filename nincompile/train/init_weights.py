@@ -3,8 +3,9 @@
 The source is a ``.keras`` or ``.weights.h5`` file, a run folder (its ``best.keras``,
 else its ``model.keras``) or ``keras:NAME``.  It is read like every other input: a
 run folder's files never through a link (:meth:`RunFolder.file`), a path that is not
-a regular file (a FIFO, a device) refused without being opened, and a ``.keras`` file
-sized by :func:`nincompile.guard.check_keras_file` before anything is read.  The
+a regular file (a FIFO, a device) refused without being opened, a ``.keras`` file
+sized by :func:`nincompile.guard.check_keras_file` and a ``.weights.h5`` file by
+:func:`nincompile.guard.check_weights_file` before an array is read.  The
 arrays are then assigned by :func:`nincompile.weights.load_weights`, the mapping of
 ``build --weights``: layers paired in graph order, every shape checked, nothing
 assigned unless all fit; the layers named in ``train.init_skip`` keep their initial

@@ -33,6 +33,7 @@ from ..data.prepare import training_data
 from ..data.split import epoch_order
 from ..errors import Stopped, TrainError, TrainStopped
 from ..files import atomic_write, sha256_arrays, sha256_text
+from ..keras_builder import freeze
 from ..keras_import import import_keras
 from ..runs import folder as runs
 from . import distribute, init_weights, recipe, report
@@ -126,7 +127,14 @@ def _snapshot(model, optimizer) -> dict[str, np.ndarray]:
 
 
 def _restore(model, optimizer, arrays: dict[str, np.ndarray], where: Path) -> None:
-    pairs = _variables(model, optimizer)
+    """Assign the checkpoint's ``arrays`` to the model's variables and, unless
+    ``optimizer`` is None (a phase starts: its optimiser starts afresh), the
+    optimiser's."""
+    if optimizer is None:
+        pairs = [("model", v) for v in model.variables]
+        arrays = {k: v for k, v in arrays.items() if k.endswith("_model")}
+    else:
+        pairs = _variables(model, optimizer)
     keys = sorted(arrays)
     if len(keys) != len(pairs):
         raise TrainError(
@@ -190,7 +198,9 @@ def _resolve_run(source, out, resume: bool, create: bool = True):
                 f"(run spec sha256 {want}, this spec {have}); resume with the run's own "
                 f"spec ({path / runs.SPEC}) or start a new run"
             )
-        return run, state, resuming.compare(path, spec_text, source)  # refuses what may not change
+        trained = int(state["epoch"]) if state is not None else 0
+        changes = resuming.compare(path, spec_text, source, trained)  # refuses what may not
+        return run, state, changes
     if not create:  # another process (the chief) makes the folder
         return runs.RunFolder(out), None, None
     run = runs.RunFolder(runs.new_run_path(out, name))
@@ -290,39 +300,37 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
         xv, yv = datasets.val.images, datasets.val.labels
 
     policy = recipe.dtype_policy(train_cfg.mixed_precision)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
     bs = train_cfg.batch_size
     local_bs = bs // topo.processes
     steps = len(y) // bs if topo.distributed else max(1, math.ceil(len(y) / bs))
-    schedule = EpochSchedule(train_cfg, steps)
     jit = recipe.jit_compile(train_cfg.jit_compile)
-    try:
-        with topo.scope():
-            keras.utils.set_random_seed(train_cfg.seed)
-            model = api.build(compiled)
-            if init is not None:
-                loaded = init_weights.load(model, train_cfg, init)
-                init_info = {**dataclasses.asdict(loaded), **init_info}
-                reporter.note(init_weights.describe(loaded))
-            distribute.prepare_model(model, topo)
-            wrapper = pipeline.wrap(model, x.shape[1:], spec.data)
-            optimizer = recipe.optimizer(train_cfg, schedule)
-            wrapper.compile(
-                optimizer=optimizer,
-                loss=recipe.loss(train_cfg, len(datasets.train.classes)),
-                metrics=recipe.metrics(train_cfg),
-                jit_compile=jit,
-            )
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    with _dtype_policy(policy), topo.scope():
+        keras.utils.set_random_seed(train_cfg.seed)
+        model = api.build(compiled)
+        if init is not None:
+            loaded = init_weights.load(model, train_cfg, init)
+            init_info = {**dataclasses.asdict(loaded), **init_info}
+            reporter.note(init_weights.describe(loaded))
+        distribute.prepare_model(model, topo)
+        wrapper = pipeline.wrap(model, x.shape[1:], spec.data)
+    phases = Phases(train_cfg, compiled.graph, wrapper, model, steps, policy, topo, jit,
+                    len(datasets.train.classes))  # fmt: skip
+
+    start = 0
+    restored = None
+    if state is not None:
+        state, restored, warning = run.load_checkpoint()
+        if warning:
+            reporter.note(warning)
+        start = int(state["epoch"])
+    phase = train_cfg.phase_of(start)
+    optimizer, schedule = phases.begin(phase)
     jit = bool(getattr(wrapper, "jit_compile", jit))  # Keras turns it off for some layers
     device = recipe.device()
     reporter.note(
         f"training {spec.name} on {keras.backend.backend()} ({device['kind']}: {device['name']}), "
-        f"jit_compile={jit}, precision {policy}, {train_cfg.optimizer} lr "
-        f"{train_cfg.learning_rate:g} ({describe(train_cfg)}), batch {bs}, "
-        f"{train_cfg.epochs} epochs"
+        f"jit_compile={jit}, precision {policy}, batch {bs}, {train_cfg.epochs} epochs"
+        + ("" if train_cfg.phases else f", {phases.describe(0)}")
     )
     if topo.distributed:
         dropped = len(y) - steps * bs
@@ -332,19 +340,17 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
                if dropped else "")
         )  # fmt: skip
 
-    start = 0
     resumed: list[dict] = []  # the changes of each resume that changed the spec
     history: list[dict] = []
     best = None
     spent = 0.0
     if state is not None:
-        with topo.scope():
-            optimizer.build(wrapper.trainable_variables)
-        state, arrays, warning = run.load_checkpoint()
-        if warning:
-            reporter.note(warning)
-        _restore(wrapper, optimizer, arrays, run.path)
-        start = int(state["epoch"])
+        if (state.get("phase") or 0) == phase:  # the checkpoint holds this phase's optimiser
+            with topo.scope():
+                optimizer.build(wrapper.trainable_variables)
+            _restore(wrapper, optimizer, restored, run.path)
+        else:  # it ended the phase before: this one's optimiser starts afresh
+            _restore(wrapper, None, restored, run.path)
         history = run.read_history(upto=start - 1)
         resumed = list(state.get("resumed") or [])
         if changes is not None:
@@ -396,8 +402,14 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
     for epoch in range(start, train_cfg.epochs):
         if stop_after is not None and epochs_here >= stop_after:
             break
+        if train_cfg.phase_of(epoch) != phase:  # the next phase: its freeze and optimiser
+            phase = train_cfg.phase_of(epoch)
+            optimizer, schedule = phases.begin(phase)
+        if train_cfg.phases and (epoch == start or epoch == train_cfg.phase_start(phase)):
+            reporter.note(phases.describe(phase))
         order = distribute.local_rows(epoch_order(len(y), train_cfg.seed, epoch), bs, topo)
-        lr = float(keras.ops.convert_to_numpy(schedule(epoch * steps)))
+        in_phase = epoch - train_cfg.phase_start(phase)  # the schedule counts from its start
+        lr = float(keras.ops.convert_to_numpy(schedule(in_phase * steps)))
         reporter.epoch_begin(epoch, train_cfg.epochs, steps, bs)
         t0 = time.perf_counter()
         if train_batches is not None:
@@ -423,6 +435,7 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
             "accuracy": logs.get("accuracy"),
             "learning_rate": lr,
             "planned_epochs": train_cfg.epochs,
+            "phase": phase if train_cfg.phases else None,
             "seconds": seconds,
             "images_per_second": (steps * bs if topo.distributed else len(y)) / seconds
             if seconds > 0
@@ -470,11 +483,66 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
                 "init_weights": init_info,
                 "resumed": resumed,
                 "spec_text": source.text,
+                "phase": phase,
             },  # fmt: skip
         )
     tb.close()
     metrics = run.read_json(runs.METRICS) or {}
     return TrainResult(run.path, history, metrics, start, datasets.notes, topo.chief)
+
+
+@contextlib.contextmanager
+def _dtype_policy(policy: str):
+    """Keras's global dtype policy set to ``policy`` inside, restored after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class Phases:
+    """The phases of a run (one for a ``train:`` without ``train.phases``): :meth:`begin`
+    freezes a phase's layers and compiles the model with a new optimiser of the phase's
+    settings and schedule (counted from the phase's first epoch), as every phase starts
+    in an uninterrupted run and in a resumed one alike."""
+
+    def __init__(self, train_cfg, graph, wrapper, model, steps, policy, topo, jit, classes):
+        self.train_cfg, self.plan = train_cfg, train_cfg.plan()
+        self.frozen = graph.phase_frozen or (graph.frozen,)
+        self.wrapper, self.model, self.steps = wrapper, model, steps
+        self.policy, self.topo, self.jit, self.classes = policy, topo, jit, classes
+
+    def begin(self, k: int):
+        """``(optimizer, schedule)`` of phase ``k``, the model compiled with them."""
+        cfg = self.plan[k]
+        schedule = EpochSchedule(cfg, self.steps)
+        with _dtype_policy(self.policy), self.topo.scope():
+            if self.train_cfg.phases:  # without phases the model is built frozen already
+                freeze(self.model, self.frozen[k])
+            optimizer = recipe.optimizer(cfg, schedule)
+            self.wrapper.compile(
+                optimizer=optimizer,
+                loss=recipe.loss(self.train_cfg, self.classes),
+                metrics=recipe.metrics(self.train_cfg),
+                jit_compile=self.jit,
+            )
+        return optimizer, schedule
+
+    def describe(self, k: int) -> str:
+        """What phase ``k`` trains with: its optimiser and schedule, and with phases its
+        epochs and frozen layers."""
+        cfg = self.plan[k]
+        text = f"{cfg.optimizer} lr {cfg.learning_rate:g} ({describe(cfg)})"
+        if not self.train_cfg.phases:
+            return text
+        first = self.train_cfg.phase_start(k)
+        frozen = len([x for x in self.model.layers if x.name in self.frozen[k]])
+        return (
+            f"phase {k + 1} of {len(self.plan)} (train.phases[{k}]): epochs {first + 1}-"
+            f"{first + cfg.epochs}, {text}, {frozen} layers frozen"
+        )
 
 
 def _better(row: dict, best: dict | None) -> bool:
@@ -514,6 +582,7 @@ def _metrics(spec, compiled, history, best, train_cfg, device, jit, policy, data
         "classes": list(datasets.train.classes),
         "data": datasets.notes,
         "params": compiled.counts(),
+        **({"phases": compiled.phase_counts()} if train_cfg.phases else {}),
         "macs": compiled.graph.macs,
         "backend": keras.backend.backend(),
         "device": device,
