@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from doctext import docs_text
 
 from nincompile.api import compile_spec
 from nincompile.cli import main
@@ -233,7 +234,7 @@ def test_each_application_builds_on_its_own(name, tmp_path):
 def test_readme_table_holds_the_compiled_counts():
     """The README's table of Keras's models: one row per application, its figures
     those the compiler counts."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = docs_text()
     rows = {
         line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
         for line in readme.splitlines()

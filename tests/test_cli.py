@@ -9,6 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
+from doctext import docs_text
 
 from nincompile import api
 from nincompile.cli import main
@@ -135,7 +136,7 @@ def test_build_refuses_output_that_is_a_file(runner, spec_file, tmp_path):
 
 
 def test_readme_documents_every_command_and_option():
-    readme = (ROOT / "README.md").read_text()
+    readme = docs_text()
     ctx = click.Context(main)
     for name in main.list_commands(ctx):
         command = main.get_command(ctx, name)
@@ -153,7 +154,7 @@ def test_readme_test_command_is_the_ci_command():
 
 
 def test_readme_layer_name_example_exists():
-    readme = (ROOT / "README.md").read_text()
+    readme = docs_text()
     name = re.search(r"For example `(\w+)` in `resnet18`", readme).group(1)
     graph = api.compile_spec(ROOT / "specs" / "resnet18.yaml").graph
     assert name in graph.shapes

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
+from doctext import docs_text
 
 from nincompile import api
 from nincompile.cli import main
@@ -352,7 +353,7 @@ CIFAR = "airplane automobile bird cat deer dog frog horse ship truck".split()
 
 def _readme_block(heading: str, fence: str = "bash") -> str:
     """The first ``fence`` block of the README's section ``heading``."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = docs_text()
     section = readme.split(f"\n{heading}\n", 1)[1]
     return section.split(f"```{fence}\n", 1)[1].split("```", 1)[0]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from doctext import docs_text
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,7 @@ def test_dry_run_runs_every_step_without_tensorflow(tmp_path):
 
 def test_readme_gpu_figures_are_the_recorded_runs():
     """The README's GPU figures are those of the runs kept in bench/results/gpu/."""
-    readme = (ROOT / "README.md").read_text()
+    readme = docs_text()
     check = json.loads((ROOT / "bench/results/gpu/gpu_check.json").read_text())
     full = json.loads((ROOT / "bench/results/gpu/nin_bamd_200/metrics.json").read_text())
     assert check["device"]["name"] == full["device"]["name"] == "NVIDIA H200"

@@ -7,9 +7,9 @@ node class without the rest fails ``test_every_kind_is_complete``."""
 
 import dataclasses
 import inspect
-from pathlib import Path
 
 import pytest
+from doctext import docs_text
 
 from nincompile.ir import LAYER_KINDS, NODE_KINDS, REQUIRED, lower
 from nincompile.keras_builder import BUILDERS, build_model, count_params, keras_object
@@ -94,7 +94,7 @@ def test_every_item_kind_is_complete():
     assert set(schema.ITEM_KINDS) == set(schema.ITEMS)
     assert schema.STAGE_TAGS >= set(schema.ITEMS)
     assert set(ITEM_SPECS) == set(schema.ITEMS), "item kind test case missing"
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = docs_text()
     for key, kind in schema.ITEMS.items():
         assert callable(getattr(lowerer, kind.lower)), key
         assert kind.about in readme, f"README's item table misses '{key}'"

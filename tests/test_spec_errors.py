@@ -6,6 +6,7 @@ message, with ``{file}`` standing for the spec's path)."""
 from pathlib import Path
 
 import pytest
+from doctext import docs_text
 
 from nincompile.api import compile_spec
 from nincompile.errors import SpecError
@@ -177,5 +178,5 @@ def test_readme_expression_error_is_the_real_one():
     with pytest.raises(SpecError) as info:
         compile_source(parse_spec(text, "specs/x.yaml"))
     (problem,) = info.value.problems
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = docs_text()
     assert f"\n{problem}\n" in readme
