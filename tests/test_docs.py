@@ -6,14 +6,10 @@ import json
 import re
 import shlex
 
-import numpy as np
 from click.testing import CliRunner
-from doctext import PAGES, ROOT
-from PIL import Image
+from doctext import PAGES, ROOT, fake_cifar
 
 from nincompile.cli import main
-
-CIFAR = "airplane automobile bird cat deer dog frog horse ship truck".split()
 
 
 def _tour() -> list[str]:
@@ -24,13 +20,7 @@ def _tour() -> list[str]:
 
 def test_readme_tour_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(CIFAR):  # a colour per class, and noise
-        folder = tmp_path / "data" / "train" / name
-        folder.mkdir(parents=True)
-        for i in range(8):
-            pixels = rng.normal(25 * k, 30, (32, 32, 3)).clip(0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    fake_cifar(tmp_path / "data" / "train")
     runner = CliRunner()
     outputs = {}
     for line in _tour():

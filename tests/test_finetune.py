@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT
-from doctext import docs_text
+from doctext import CIFAR, docs_text, fake_cifar
 
 from nincompile import api
 from nincompile.cli import main
@@ -348,8 +348,6 @@ def test_resume_refuses_other_changes_naming_them(base_run, tmp_path):
 
 # ---------------------------------------------------------------------- README proof
 
-CIFAR = "airplane automobile bird cat deer dog frog horse ship truck".split()
-
 
 def _readme_block(heading: str, fence: str = "bash") -> str:
     """The first ``fence`` block of the README's section ``heading``."""
@@ -369,20 +367,12 @@ def test_readme_finetune_commands(tmp_path, monkeypatch):
     import shlex
     import subprocess
 
-    from PIL import Image
-
     monkeypatch.chdir(tmp_path)  # as the repository's root: specs/, data/, runs/
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "baseline.yaml").write_bytes(
         (ROOT / "specs" / "baseline.yaml").read_bytes()
     )
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(CIFAR):  # a colour per class, and noise
-        folder = tmp_path / "data" / "train" / name
-        folder.mkdir(parents=True)
-        for i in range(8):
-            pixels = rng.normal(25 * k, 30, (32, 32, 3)).clip(0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    fake_cifar(tmp_path / "data" / "train")
     lines = _readme_commands()
     assert lines[0].startswith("mkdir -p data && tar xzf "), lines[0]  # made above instead
     runner = CliRunner()
