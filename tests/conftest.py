@@ -20,3 +20,26 @@ def spec_file(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def backend_env(tmp_path_factory):
+    """``backend_env(name)``: the environment of a subprocess that runs Keras on the
+    backend ``name``.  Every such subprocess of the session shares one JAX
+    compilation cache (JAX's own persistent cache, every program kept): a program
+    compiled once, say a training step or a weight initialiser of some shape, is
+    read back by the next process instead of compiled again.  The cache is keyed by
+    the program, the XLA flags and the devices, so it changes no result."""
+    cache = tmp_path_factory.mktemp("jax_compilation_cache")
+
+    def env(backend: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KERAS_BACKEND": backend,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "JAX_COMPILATION_CACHE_DIR": str(cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        }
+
+    return env

@@ -5,7 +5,6 @@ whose package is not installed are skipped; TensorFlow always runs."""
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -37,10 +36,10 @@ print("RESULT" + json.dumps(out))
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_specs_build_and_train_under_backend(backend):
+def test_specs_build_and_train_under_backend(backend, backend_env):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = backend_env(backend)
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, *SPECS],
         cwd=ROOT,
@@ -60,6 +59,8 @@ def test_specs_build_and_train_under_backend(backend):
         assert got["loss"] == got["loss"]  # not NaN
 
 
+#: 72 images: 8 held out, 64 to train, two whole batches an epoch (a partial batch
+#: would be one more compiled training step under JAX; more batches add only time)
 TRAIN_SPEC = """\
 name: tiny
 input: [12, 12, 3]
@@ -71,20 +72,20 @@ train: {optimizer: sgd, momentum: 0.9, nesterov: true, learning_rate: 0.05, batc
         epochs: 2, lr_schedule: onecycle}
 data:
   dataset: synthetic
-  limit: 256
+  limit: 72
   augment: {flip: horizontal, shift: 0.125, crop: 2, cutout: 4}
 """
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_train_and_resume_under_backend(backend, tmp_path):
+def test_train_and_resume_under_backend(backend, tmp_path, backend_env):
     """`nincompile train` (augmentation, schedule, checkpoints, resume) on each backend;
     under JAX the whole step must really be jit-compiled."""
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TRAIN_SPEC)
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = backend_env(backend)
     run = tmp_path / "run"
     base = [sys.executable, "-m", "nincompile.cli", "train", str(spec), "--out", str(run)]
     for extra in (["--stop-after", "1"], ["--resume"]):
@@ -122,15 +123,17 @@ def test_train_and_resume_under_backend(backend, tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_every_augmentation_trains_under_jit(backend, tmp_path):
+def test_every_augmentation_trains_under_jit(backend, tmp_path, backend_env):
     """Flip, shift, crop and cutout inside an XLA-compiled training step
     (``--jit-compile on``): the shift is written with gathers, which XLA compiles,
-    where ``ImageProjectiveTransformV3`` made TensorFlow's jit fail."""
+    where ``ImageProjectiveTransformV3`` made TensorFlow's jit fail.  One epoch of one
+    batch and no validation: one training step is compiled, and it is the one tested."""
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     spec = tmp_path / "tiny.yaml"
-    spec.write_text(TRAIN_SPEC.replace("epochs: 2", "epochs: 1"))
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    one_batch = TRAIN_SPEC.replace("  limit: 72\n", "  limit: 32\n  validation_split: 0\n")
+    spec.write_text(one_batch.replace("epochs: 2", "epochs: 1"))
+    env = backend_env(backend)
     run = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "nincompile.cli", "train", str(spec), "--out", str(run),
@@ -166,7 +169,7 @@ print("OK")
 """
 
 
-def test_every_augmentation_compiles_under_torch():
+def test_every_augmentation_compiles_under_torch(backend_env):
     """Under PyTorch, ``torch.compile`` of what the whole augmentation stack computes
     gives what eager mode gives.  Keras's PyTorch random draws are excluded from
     compilation (``torch.compiler.disable``), so the graph breaks around them; the
@@ -175,7 +178,7 @@ def test_every_augmentation_compiles_under_torch():
     ``aot_eager`` backend.)"""
     if importlib.util.find_spec("torch") is None:
         pytest.skip("torch is not installed")
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    env = backend_env("torch")
     proc = subprocess.run(
         [sys.executable, "-c", TORCH_COMPILE], cwd=ROOT, env=env, capture_output=True,
         text=True, timeout=600,

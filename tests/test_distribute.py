@@ -3,7 +3,6 @@
 
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -27,8 +26,10 @@ PLAIN = SPEC % ("", "")  # MirroredStrategy draws random numbers per replica
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="no jax")
 
 
-def _train(spec, out, backend, *args, devices_on_host=None, wait=True):
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def _train(spec, out, env, *args, devices_on_host=None, wait=True):
+    """``nincompile train`` in a subprocess with the environment ``env`` (see
+    ``backend_env``)."""
+    env = dict(env)
     env.pop("XLA_FLAGS", None)
     if devices_on_host:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices_on_host}"
@@ -51,12 +52,13 @@ def _max_diff(a, b):
 
 
 @needs_jax
-def test_jax_two_devices_and_two_processes_match_one_device(tmp_path):
+def test_jax_two_devices_and_two_processes_match_one_device(tmp_path, backend_env):
     spec = tmp_path / "dp.yaml"
     spec.write_text(RANDOM)
-    one = _train(spec, tmp_path / "one", "jax", "--devices", "1", devices_on_host=2)
+    jax = backend_env("jax")
+    one = _train(spec, tmp_path / "one", jax, "--devices", "1", devices_on_host=2)
     assert one.returncode == 0, one.stdout + one.stderr[-3000:]
-    two = _train(spec, tmp_path / "two", "jax", "--devices", "2", devices_on_host=2)
+    two = _train(spec, tmp_path / "two", jax, "--devices", "2", devices_on_host=2)
     assert two.returncode == 0, two.stdout + two.stderr[-3000:]
     assert "data-parallel over 2 device(s) in 1 process(es)" in two.stdout
     metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -67,7 +69,7 @@ def test_jax_two_devices_and_two_processes_match_one_device(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     procs = [
-        _train(spec, tmp_path / "multi", "jax", "--coordinator", f"127.0.0.1:{port}",
+        _train(spec, tmp_path / "multi", jax, "--coordinator", f"127.0.0.1:{port}",
                "--num-processes", "2", "--process-id", str(i), wait=False)
         for i in range(2)
     ]  # fmt: skip
@@ -79,12 +81,13 @@ def test_jax_two_devices_and_two_processes_match_one_device(tmp_path):
     assert _max_diff(tmp_path / "two", tmp_path / "multi") < 1e-5
 
 
-def test_tensorflow_mirrored_strategy_matches_one_device(tmp_path):
+def test_tensorflow_mirrored_strategy_matches_one_device(tmp_path, backend_env):
     spec = tmp_path / "dp.yaml"
     spec.write_text(PLAIN)
-    one = _train(spec, tmp_path / "one", "tensorflow")
+    tf = backend_env("tensorflow")
+    one = _train(spec, tmp_path / "one", tf)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = _train(spec, tmp_path / "two", "tensorflow", "--devices", "2")
+    two = _train(spec, tmp_path / "two", tf, "--devices", "2")
     assert two.returncode == 0, two.stderr[-3000:]
     assert "MirroredStrategy" in two.stdout
     assert _max_diff(tmp_path / "one", tmp_path / "two") < 1e-5
@@ -96,14 +99,15 @@ def test_tensorflow_mirrored_strategy_matches_one_device(tmp_path):
     assert '"synchronized": true' not in config
 
 
-def test_refusals(tmp_path):
+def test_refusals(tmp_path, backend_env):
     spec = tmp_path / "dp.yaml"
     spec.write_text(PLAIN)
-    bad = _train(spec, tmp_path / "a", "tensorflow", "--devices", "3")
+    tf = backend_env("tensorflow")
+    bad = _train(spec, tmp_path / "a", tf, "--devices", "3")
     assert bad.returncode == 1 and "cannot be split evenly over 3 devices" in bad.stderr
     assert "Traceback" not in bad.stderr
-    zero = _train(spec, tmp_path / "b", "tensorflow", "--devices", "0")
+    zero = _train(spec, tmp_path / "b", tf, "--devices", "0")
     assert zero.returncode == 1 and "at least 1" in zero.stderr
     if importlib.util.find_spec("torch") is not None:
-        torch = _train(spec, tmp_path / "c", "torch", "--devices", "2")
+        torch = _train(spec, tmp_path / "c", backend_env("torch"), "--devices", "2")
         assert torch.returncode == 1 and "needs the JAX or TensorFlow backend" in torch.stderr

@@ -4,9 +4,11 @@ run folder contents, exact resume (also after kill -9), refusals, NaN, overrides
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,42 @@ data:
 @pytest.fixture
 def tiny(spec_file):
     return spec_file(TINY, "tiny.yaml")
+
+
+# Runs that several tests read or resume, each trained once for the module: a test
+# that changes a run folder gets a copy of it.
+
+
+def _module_run(tmp_path_factory, name: str, overrides=(), **kwargs):
+    folder = tmp_path_factory.mktemp(name)
+    spec = folder / "tiny.yaml"
+    spec.write_text(TINY, encoding="utf-8")
+    source = apply_overrides(load_spec(spec), list(overrides))
+    return source, train(source, out=folder / "run", **kwargs)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """TINY trained through its 3 epochs in one call: the weights and history that
+    every interrupted and resumed run of it must end with."""
+    return _module_run(tmp_path_factory, "straight")[1].run
+
+
+@pytest.fixture(scope="module")
+def _first_epoch(tmp_path_factory) -> Path:
+    return _module_run(tmp_path_factory, "first_epoch", stop_after=1)[1].run
+
+
+@pytest.fixture
+def first_epoch(_first_epoch, tmp_path) -> Path:
+    """A copy, this test's own, of TINY's run stopped after its first epoch."""
+    return Path(shutil.copytree(_first_epoch, tmp_path / "pieces"))
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """``(source, result)``: TINY on 640 images for 6 epochs."""
+    return _module_run(tmp_path_factory, "learned", ["train.epochs=6", "data.limit=640"])
 
 
 def _weights(path):
@@ -97,42 +135,40 @@ def test_default_run_folder_is_numbered_not_overwritten(tiny, tmp_path, monkeypa
     assert again.exit_code == 1 and "already exists" in again.output
 
 
-def test_learns_synthetic_data(tiny, tmp_path):
-    source = apply_overrides(load_spec(tiny), ["train.epochs=6", "data.limit=640"])
-    result = train(source, out=tmp_path / "r")
+def test_learns_synthetic_data(learned):
+    _, result = learned
+    assert result.metrics["epochs_completed"] == 6 and result.metrics["train_images"] == 576
     assert result.metrics["best"]["val_accuracy"] >= 0.6  # chance is 0.25
 
 
-def test_resume_ends_with_the_same_weights(tiny, tmp_path):
+def test_resume_ends_with_the_same_weights(tiny, straight, first_epoch):
     source = load_spec(tiny)
-    train(source, out=tmp_path / "straight")
-    train(source, out=tmp_path / "pieces", stop_after=1)
-    assert [r["epoch"] for r in _history(tmp_path / "pieces")] == ["0"]
-    train(source, out=tmp_path / "pieces", resume=True, stop_after=1)
-    train(source, out=tmp_path / "pieces", resume=True)
-    assert _same_weights(tmp_path / "straight" / runs.MODEL, tmp_path / "pieces" / runs.MODEL) == 0
-    a, b = _history(tmp_path / "straight"), _history(tmp_path / "pieces")
+    pieces = first_epoch  # trained with stop_after=1
+    assert [r["epoch"] for r in _history(pieces)] == ["0"]
+    train(source, out=pieces, resume=True, stop_after=1)
+    train(source, out=pieces, resume=True)
+    assert _same_weights(straight / runs.MODEL, pieces / runs.MODEL) == 0
+    a, b = _history(straight), _history(pieces)
     assert [r["epoch"] for r in b] == ["0", "1", "2"]
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
         assert [r[key] for r in a] == [r[key] for r in b]
 
 
-def test_resume_differs_when_optimiser_state_is_lost(tiny, tmp_path):
+def test_resume_differs_when_optimiser_state_is_lost(tiny, straight, first_epoch):
     """The resume test above can fail: dropping the Adam moments changes the weights."""
     source = load_spec(tiny)
-    train(source, out=tmp_path / "straight")
-    train(source, out=tmp_path / "pieces", stop_after=1)
-    state_file = tmp_path / "pieces" / runs.CHECKPOINT / runs.STATE
+    pieces = first_epoch  # trained with stop_after=1
+    state_file = pieces / runs.CHECKPOINT / runs.STATE
     state = json.loads(state_file.read_text())
-    ckpt = tmp_path / "pieces" / runs.CHECKPOINT / state["checkpoint"]
+    ckpt = pieces / runs.CHECKPOINT / state["checkpoint"]
     with np.load(ckpt) as z:
         arrays = {k: z[k] for k in z.files}
     arrays = {k: (np.zeros_like(v) if k.endswith("opt") and v.ndim > 0 else v)
               for k, v in arrays.items()}  # fmt: skip
     with open(ckpt, "wb") as f:
         np.savez(f, **arrays)
-    train(source, out=tmp_path / "pieces", resume=True)
-    assert _same_weights(tmp_path / "straight" / runs.MODEL, tmp_path / "pieces" / runs.MODEL) > 0
+    train(source, out=pieces, resume=True)
+    assert _same_weights(straight / runs.MODEL, pieces / runs.MODEL) > 0
 
 
 KILL_SPEC = TINY.replace("epochs: 3", "epochs: 6").replace("limit: 320", "limit: 1280")
@@ -239,9 +275,9 @@ def test_resume_refuses_other_training_data(tiny, tmp_path):
     assert same.exit_code == 0, same.output
 
 
-def test_evaluate_and_predict_a_run(tiny, tmp_path):
-    source = apply_overrides(load_spec(tiny), ["train.epochs=4", "data.limit=640"])
-    run = train(source, out=tmp_path / "r").run
+def test_evaluate_and_predict_a_run(learned, tmp_path):
+    source, result = learned
+    run = result.run
     folder = _image_folder(tmp_path / "imgs", source)
     runner = CliRunner()
     result = runner.invoke(main, ["evaluate", str(run), "--data", str(folder), "--json"])
@@ -287,8 +323,8 @@ def test_evaluate_refuses_bad_inputs(tmp_path):
     assert result.exit_code == 1 and "HDF5" in result.output
 
 
-def test_a_trained_run_exports_to_onnx(tiny, tmp_path):
-    run = train(load_spec(tiny), out=tmp_path / "r", stop_after=1).run
+def test_a_trained_run_exports_to_onnx(learned, tmp_path):
+    run = learned[1].run
     target = tmp_path / "tiny.onnx"
     result = CliRunner().invoke(main, ["export", str(run), "-o", str(target)])
     assert result.exit_code == 0, result.output
@@ -351,45 +387,71 @@ def test_idx_files_grey_to_rgb_and_resized_on_the_device(spec_file, tmp_path):
     assert json.loads(ev.output)["images"] == 40  # the t10k split
 
 
+def _lines_starting(log: Path, prefix: str) -> int:
+    return sum(line.startswith(prefix) for line in log.read_text(errors="replace").splitlines())
+
+
+def _await_training(proc, log: Path, epochs: int, timeout: float = 600.0) -> None:
+    """Wait until the process ``proc`` (its output in ``log``) trains: its epoch loop
+    has begun and ``epochs`` epochs have ended in it; or until it has exited."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        if "data fed from the host" in log.read_text(errors="replace") and (
+            _lines_starting(log, "epoch ") >= epochs
+        ):
+            return
+        time.sleep(0.05)
+
+
 def test_random_kills_then_resumes_finish_exactly_the_schedule(spec_file, tmp_path):
     """kill -9 at random moments, several times; every resume loses at most the epoch
-    in progress, and the run ends with the epochs scheduled, no gap or duplicate."""
+    in progress, and the run ends with the epochs scheduled, no gap or duplicate.
+
+    Each kill comes while the process trains: after 0, 1 or 2 of its epochs have ended
+    (an epoch's line is printed just before it is committed), a random moment later,
+    within 1.5 s: in an epoch, in its commit or between the two.  Time the process
+    spends starting is not spent waiting for a kill."""
     import random
 
     spec = spec_file(KILL_SPEC, "tiny.yaml")
     run = tmp_path / "run"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "-m", "nincompile.cli", "train", str(spec), "--out", str(run)]
     rng = random.Random(7)
     state = run / runs.CHECKPOINT / runs.STATE
     kills = 0
-    for attempt in range(12):  # later attempts get longer, so the run does finish
+    for attempt in range(4):  # three kills, then a process that may finish
         done_before = json.loads(state.read_text())["epoch"] if state.is_file() else 0
         cmd = base + (["--resume"] if run.exists() else [])
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+        log = tmp_path / f"attempt{attempt}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
         try:
-            proc.wait(timeout=rng.uniform(4.0, 9.0) + 3.0 * attempt)
+            if attempt < 3:
+                _await_training(proc, log, epochs=rng.randrange(3))
+                proc.wait(timeout=rng.uniform(0.0, 1.5))
+            else:
+                proc.wait(timeout=600)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
         else:
-            assert proc.returncode == 0
+            assert proc.returncode == 0, log.read_text()[-3000:]
             break
         if state.is_file():
             assert json.loads(state.read_text())["epoch"] >= done_before  # nothing undone
     else:
-        pytest.fail("the run did not finish in 12 attempts")
+        pytest.fail("the run did not finish")
     assert kills >= 1
     assert [r["epoch"] for r in _history(run)] == [str(i) for i in range(6)]
     train(load_spec(spec), out=tmp_path / "straight")
     assert _same_weights(run / runs.MODEL, tmp_path / "straight" / runs.MODEL) < 1e-6
 
 
-def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny, tmp_path):
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny, straight, tmp_path):
     source = load_spec(tiny)
-    train(source, out=tmp_path / "straight")
     run = tmp_path / "r"
     train(source, out=run, stop_after=2)
     state = json.loads((run / runs.CHECKPOINT / runs.STATE).read_text())
@@ -400,12 +462,11 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     assert "unreadable" in result.output and "epoch 1" in result.output
     assert [r["epoch"] for r in _history(run)] == ["0", "1", "2"]
-    assert _same_weights(tmp_path / "straight" / runs.MODEL, run / runs.MODEL) == 0
+    assert _same_weights(straight / runs.MODEL, run / runs.MODEL) == 0
 
 
-def test_a_live_run_folder_is_not_shared(tiny, tmp_path):
-    run = tmp_path / "r"
-    train(load_spec(tiny), out=run, stop_after=1)
+def test_a_live_run_folder_is_not_shared(first_epoch):
+    run = first_epoch  # trained with stop_after=1
     holder = subprocess.Popen(
         [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
          "fcntl.flock(f, fcntl.LOCK_EX); f.write('4242'); f.flush(); print('locked', "
