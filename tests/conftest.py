@@ -22,6 +22,10 @@ def spec_file(tmp_path):
     return write
 
 
+#: XLA's CPU programs compiled without LLVM's optimisations (see ``backend_env``)
+XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
 @pytest.fixture(scope="session")
 def backend_env(tmp_path_factory):
     """``backend_env(name)``: the environment of a subprocess that runs Keras on the
@@ -29,7 +33,13 @@ def backend_env(tmp_path_factory):
     compilation cache (JAX's own persistent cache, every program kept): a program
     compiled once, say a training step or a weight initialiser of some shape, is
     read back by the next process instead of compiled again.  The cache is keyed by
-    the program, the XLA flags and the devices, so it changes no result."""
+    the program, the XLA flags and the devices, so it changes no result.
+
+    XLA compiles for the CPU without LLVM's optimisations (``XLA_FLAGS``, for JAX
+    and TensorFlow's jit alike; the caller's own XLA_FLAGS are dropped): the tests'
+    programs are small and run a few steps, so compiling them took most of their
+    time (a weight initialiser of each shape took 0.5 s under JAX), and every
+    comparison of two runs compares runs compiled alike."""
     cache = tmp_path_factory.mktemp("jax_compilation_cache")
 
     def env(backend: str) -> dict[str, str]:
@@ -40,6 +50,7 @@ def backend_env(tmp_path_factory):
             "JAX_COMPILATION_CACHE_DIR": str(cache),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+            "XLA_FLAGS": XLA_FLAGS,
         }
 
     return env

@@ -30,9 +30,9 @@ def _train(spec, out, env, *args, devices_on_host=None, wait=True):
     """``nincompile train`` in a subprocess with the environment ``env`` (see
     ``backend_env``)."""
     env = dict(env)
-    env.pop("XLA_FLAGS", None)
     if devices_on_host:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices_on_host}"
+        count = f"--xla_force_host_platform_device_count={devices_on_host}"
+        env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} {count}"
     cmd = [sys.executable, "-m", "nincompile.cli", "train", str(spec), "--out", str(out), *args]
     if not wait:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
