@@ -34,7 +34,7 @@ from ..data.split import epoch_order
 from ..errors import Stopped, TrainError, TrainStopped
 from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_import import import_keras
-from . import distribute, init_weights, recipe, report
+from . import advice, distribute, init_weights, recipe, report
 from . import resume as resuming
 from . import run as runs
 from .schedule import EpochSchedule, describe
@@ -339,6 +339,9 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
         f"{train_cfg.learning_rate:g} ({describe(train_cfg)}), batch {bs}, "
         f"{train_cfg.epochs} epochs"
     )
+    slow = advice.slow_setting(keras.backend.backend(), device["kind"], jit)
+    if slow:  # one line, from the measured figures (advice.py)
+        reporter.note(slow)
     if topo.distributed:
         dropped = len(y) - steps * bs
         reporter.note(
