@@ -1,7 +1,9 @@
 """Every epoch at full speed: per-epoch seconds of `nincompile train` (TensorFlow,
 host feeding), with the batches handed to `fit` as a tf.data pipeline without
-autotuning (what training does) and, for comparison, as NumPy arrays (Keras's own
-pipeline, which autotunes and stalled at each epoch's end: issue 20).
+autotuning that gathers each batch from the images by index in the epoch's order
+(what training does) and, for comparison, as NumPy arrays shuffled per epoch
+(``x[order]``: Keras's own pipeline, which autotunes and stalled at each epoch's end:
+issue 20).
 
 Usage: python bench/bench_epochs.py [--spec specs/nin_bamd.yaml] [--images 2500]
        [--epochs 5] [--rounds 1]
@@ -32,7 +34,10 @@ from nincompile.spec import load_spec
 from nincompile.spec.overrides import apply_overrides
 from nincompile.train import loop
 if sys.argv[1] == "arrays":  # Keras's own pipeline for arrays (autotuned tf.data)
-    loop.host_batches = lambda x, y, batch_size: {"x": x, "y": y, "batch_size": batch_size}
+    def arrays(x, y, batch_size, order=None):
+        rows = slice(None) if order is None else order
+        return {"x": x[rows], "y": y[rows], "batch_size": batch_size}
+    loop.host_batches = arrays
 source = apply_overrides(load_spec(sys.argv[2]), sys.argv[4:])
 loop.train(source, out=sys.argv[3])
 """

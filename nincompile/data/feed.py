@@ -154,6 +154,10 @@ class DeviceBatches(keras.utils.PyDataset):
         self.order = ops.convert_to_tensor(np.asarray(order, dtype="int32"))
         self.rows = len(order)
 
+    def gather(self, array, index):
+        """The rows ``index`` (a slice of the order) of ``array``."""
+        return ops.take(array, index, axis=0)
+
     def __len__(self) -> int:
         return math.ceil(self.rows / self.batch_size)
 
@@ -163,4 +167,24 @@ class DeviceBatches(keras.utils.PyDataset):
         if self.order is None:
             return self.x[start:stop], self.y[start:stop]
         index = self.order[start:stop]
-        return ops.take(self.x, index, axis=0), ops.take(self.y, index, axis=0)
+        return self.gather(self.x, index), self.gather(self.y, index)
+
+
+class HostBatches(DeviceBatches):
+    """Batches gathered on the host from ``x``/``y`` (NumPy arrays) in ``order``.
+
+    Each batch is ``x[order[i * batch_size:(i + 1) * batch_size]]`` (the same rows as
+    consecutive slices of ``x[order]``, the last one partial), gathered when it is
+    asked for: the arrays are never copied whole, so the host holds the training set
+    once plus a batch.  ``order=None`` visits the rows as stored."""
+
+    def __init__(self, x, y, batch_size: int, order: np.ndarray | None = None):
+        super().__init__(x, y, batch_size)
+        self.set_order(order)
+
+    def set_order(self, order: np.ndarray | None) -> None:
+        self.order = None if order is None else np.asarray(order)
+        self.rows = int(self.x.shape[0]) if order is None else len(self.order)
+
+    def gather(self, array, index):
+        return array[index]

@@ -33,12 +33,38 @@ RTOL = 1e-4
 TIE_MARGIN = 1e-6
 
 
-def session(data: bytes):
-    """An onnxruntime CPU session on the serialised model ``data``."""
+def session_options(threads: int | None = None, spinning: bool = True):
+    """onnxruntime ``SessionOptions`` for running an exported model on CPU.
+
+    Every graph optimisation (``ORT_ENABLE_ALL``: constant folding, node fusions and,
+    on x86, the NCHWc layout transformation), operators run one after another
+    (``ORT_SEQUENTIAL``: the exported graphs are chains, so a parallel executor has
+    nothing to overlap; one inter-op thread), and ``threads`` intra-op threads per
+    operator (None: onnxruntime's default, one per core).  For latency at batch 1 on
+    a machine that runs other work too, ``threads=1`` avoids waking and synchronising
+    a pool for operators of a single image, and ``spinning=False`` stops idle pool
+    threads from busy-waiting between runs (``session.intra_op.allow_spinning``);
+    ``bench/bench_onnx.py`` measures these.  Warnings are silenced (severity 3)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def session(data, threads: int | None = None, spinning: bool = True):
+    """An onnxruntime CPU session on the model ``data`` (serialised bytes or a path),
+    with :func:`session_options`."""
+    import onnxruntime as ort
+
+    opts = session_options(threads, spinning)
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 

@@ -36,7 +36,7 @@ from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_builder import freeze
 from ..keras_import import import_keras
 from ..runs import folder as runs
-from . import distribute, init_weights, recipe, report
+from . import advice, distribute, init_weights, recipe, report
 from . import resume as resuming
 from .schedule import EpochSchedule, describe
 
@@ -86,19 +86,34 @@ class _BatchHook(keras.callbacks.Callback):
         self.reporter.batch(batch, logs or {})
 
 
-def host_batches(x, y, batch_size: int) -> dict:
-    """What ``fit``/``evaluate`` take for images fed from the host, in order: under
-    TensorFlow a ``tf.data.Dataset`` of the batches with tf.data's autotuning off
-    (Keras's own pipeline for arrays autotunes, and at each epoch's end the main thread
-    waited seconds in the iterator's destructor for the autotuning thread: issue 20),
-    with a fixed prefetch of two batches; under JAX and PyTorch the arrays and the
-    batch size (their adapters do not use tf.data).  The batches are the same either
-    way: consecutive slices of ``batch_size``, the last one partial."""
+def host_batches(x, y, batch_size: int, order=None) -> dict:
+    """What ``fit``/``evaluate`` take for images fed from the host: the rows of
+    ``x``/``y`` in ``order`` (all rows as stored when None), in consecutive batches of
+    ``batch_size`` (the last one partial), each batch gathered from ``x``/``y`` when it
+    is needed, so the images are held once (no shuffled copy per epoch, no copy into a
+    tensor).  Under TensorFlow a ``tf.data.Dataset`` over the order's batches of row
+    numbers, each gathered by a NumPy call, with tf.data's autotuning off (Keras's own
+    pipeline for arrays autotunes, and at each epoch's end the main thread waited
+    seconds in the iterator's destructor for the autotuning thread: issue 20) and a
+    fixed prefetch of two batches; under JAX and PyTorch a
+    :class:`~nincompile.data.feed.HostBatches` (their adapters do not use tf.data)."""
     if keras.backend.backend() != "tensorflow":
-        return {"x": x, "y": y, "batch_size": batch_size}
+        return {"x": feed.HostBatches(x, y, batch_size, order)}
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
+    rows = np.arange(len(y)) if order is None else np.asarray(order)
+
+    def gather(index):
+        return x[index], y[index]
+
+    def batch(index):
+        xb, yb = tf.numpy_function(gather, [index], (tf.as_dtype(x.dtype), tf.as_dtype(y.dtype)))
+        xb.set_shape((None, *x.shape[1:]))
+        yb.set_shape((None, *y.shape[1:]))
+        return xb, yb
+
+    data = tf.data.Dataset.from_tensor_slices(rows.astype(np.int64)).batch(batch_size)
+    data = data.map(batch).prefetch(2)
     options = tf.data.Options()
     options.autotune.enabled = False
     return {"x": data.with_options(options)}
@@ -332,6 +347,9 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
         f"jit_compile={jit}, precision {policy}, batch {bs}, {train_cfg.epochs} epochs"
         + ("" if train_cfg.phases else f", {phases.describe(0)}")
     )
+    slow = advice.slow_setting(keras.backend.backend(), device["kind"], jit)
+    if slow:  # one line, from the measured figures (advice.py)
+        reporter.note(slow)
     if topo.distributed:
         dropped = len(y) - steps * bs
         reporter.note(
@@ -418,7 +436,7 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
                               shuffle=False, verbose=0, callbacks=hooks)  # fmt: skip
         else:
             fit = wrapper.fit(
-                **host_batches(x[order], y[order], local_bs), epochs=epoch + 1,
+                **host_batches(x, y, local_bs, order), epochs=epoch + 1,
                 initial_epoch=epoch, shuffle=False, verbose=0, callbacks=hooks,
             )  # fmt: skip
         seconds = time.perf_counter() - t0
@@ -447,7 +465,7 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
             elif val_rows is None:
                 ev = wrapper.evaluate(**host_batches(xv, yv, val_bs), verbose=0, return_dict=True)
             else:
-                ev = wrapper.evaluate(**host_batches(xv[val_rows], yv[val_rows], local_bs),
+                ev = wrapper.evaluate(**host_batches(xv, yv, local_bs, val_rows),
                                       verbose=0, return_dict=True)  # fmt: skip
             row["val_loss"] = float(ev.get("loss"))
             row["val_accuracy"] = float(ev["accuracy"]) if "accuracy" in ev else None

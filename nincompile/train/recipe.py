@@ -106,9 +106,11 @@ def device() -> dict:
 
 
 def jit_compile(setting) -> bool:
-    """``train.jit_compile`` resolved: ``auto`` is on for JAX (it always compiles) and
-    for TensorFlow on a GPU; off for TensorFlow on CPU (XLA ran 3x slower there) and
-    for PyTorch."""
+    """``train.jit_compile`` resolved: ``auto`` is on for JAX (its jit trains NIN-BN
+    faster than its eager mode on CPU, and the GPU figures are with jit) and for
+    TensorFlow on a GPU (every augmentation compiles under XLA); off for TensorFlow on
+    CPU (slower with XLA there) and for PyTorch.  The measured figures are in
+    :mod:`.advice`, which ``train`` uses to say when a chosen setting is slow."""
     if setting != "auto":
         return bool(setting)
     backend = keras.backend.backend()
