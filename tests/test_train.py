@@ -273,8 +273,8 @@ def test_resume_refuses_other_training_data(tiny, tmp_path):
 
 
 def test_evaluate_and_predict_a_run(learned, tmp_path):
-    source, result = learned
-    run = result.run
+    source, trained = learned
+    run = trained.run
     folder = _image_folder(tmp_path / "imgs", source)
     runner = CliRunner()
     result = runner.invoke(main, ["evaluate", str(run), "--data", str(folder), "--json"])
