@@ -76,7 +76,7 @@ def first_epoch(_first_epoch, tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
-    """``(source, result)``: TINY on 640 images for 6 epochs."""
+    """``(source, result)``: TINY on 640 images for 6 epochs in one call."""
     return _module_run(tmp_path_factory, "learned", ["train.epochs=6", "data.limit=640"])
 
 
@@ -169,9 +169,6 @@ def test_resume_differs_when_optimiser_state_is_lost(tiny, straight, first_epoch
         np.savez(f, **arrays)
     train(source, out=pieces, resume=True)
     assert _same_weights(straight / runs.MODEL, pieces / runs.MODEL) > 0
-
-
-KILL_SPEC = TINY.replace("epochs: 3", "epochs: 6").replace("limit: 320", "limit: 1280")
 
 
 def test_resume_refuses_a_run_of_another_spec(tiny, tmp_path):
@@ -276,8 +273,8 @@ def test_resume_refuses_other_training_data(tiny, tmp_path):
 
 
 def test_evaluate_and_predict_a_run(learned, tmp_path):
-    source, result = learned
-    run = result.run
+    source, trained = learned
+    run = trained.run
     folder = _image_folder(tmp_path / "imgs", source)
     runner = CliRunner()
     result = runner.invoke(main, ["evaluate", str(run), "--data", str(folder), "--json"])
@@ -403,9 +400,10 @@ def _await_training(proc, log: Path, epochs: int, timeout: float = 600.0) -> Non
         time.sleep(0.05)
 
 
-def test_random_kills_then_resumes_finish_exactly_the_schedule(spec_file, tmp_path):
+def test_random_kills_then_resumes_finish_exactly_the_schedule(learned, tmp_path):
     """kill -9 at random moments, several times; every resume loses at most the epoch
-    in progress, and the run ends with the epochs scheduled, no gap or duplicate.
+    in progress, and the run ends with the epochs scheduled, no gap or duplicate, and
+    with the weights of the same spec trained in one call (``learned``).
 
     Each kill comes while the process trains: after 0, 1 or 2 of its epochs have ended
     (an epoch's line is printed just before it is committed), a random moment later,
@@ -413,7 +411,9 @@ def test_random_kills_then_resumes_finish_exactly_the_schedule(spec_file, tmp_pa
     spends starting is not spent waiting for a kill."""
     import random
 
-    spec = spec_file(KILL_SPEC, "tiny.yaml")
+    source, straight = learned
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(source.text, encoding="utf-8")
     run = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "-m", "nincompile.cli", "train", str(spec), "--out", str(run)]
@@ -446,8 +446,7 @@ def test_random_kills_then_resumes_finish_exactly_the_schedule(spec_file, tmp_pa
         pytest.fail("the run did not finish")
     assert kills >= 1
     assert [r["epoch"] for r in _history(run)] == [str(i) for i in range(6)]
-    train(load_spec(spec), out=tmp_path / "straight")
-    assert _same_weights(run / runs.MODEL, tmp_path / "straight" / runs.MODEL) < 1e-6
+    assert _same_weights(run / runs.MODEL, straight.run / runs.MODEL) < 1e-6
 
 
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny, straight, tmp_path):
