@@ -449,6 +449,33 @@ def test_sigterm_stops_with_how_to_resume(tmp_path):
     assert not [p for p in run.rglob(".*.*") if p.name != runs.LOCK], "a temporary file was left"
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_dropped_where_it_landed_still_stops(tiny, tmp_path, monkeypatch, signum):
+    """A signal's handler runs at whatever line the main thread is on; where that is a
+    library which drops what its callbacks raise (or a destructor, whose exceptions
+    Python drops), the stop must still arrive: at the next batch's end."""
+    from nincompile.data import pipeline
+
+    reseed = pipeline.reseed
+
+    def dropping(model, seed, epoch):
+        if epoch == 1:
+            try:
+                os.kill(os.getpid(), signum)
+                time.sleep(0.5)  # the handler runs here, before the sleep ends
+            except BaseException:  # noqa: S110  (what such a library does)
+                pass
+        reseed(model, seed, epoch)
+
+    monkeypatch.setattr(pipeline, "reseed", dropping)
+    out = tmp_path / "r"
+    result = _cli("train", tiny, "--out", out)
+    assert result.exit_code == 128 + signum, result.output
+    why = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert f"stopped by {why} after 1 of 3 epochs" in result.output, result.output
+    assert runs.RunFolder(out).state()["epoch"] == 1
+
+
 def test_ctrl_c_stops_with_how_to_resume(tiny, tmp_path, monkeypatch):
     from nincompile.train import report
 

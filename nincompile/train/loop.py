@@ -36,7 +36,7 @@ from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_builder import freeze
 from ..keras_import import import_keras
 from ..runs import folder as runs
-from . import advice, distribute, init_weights, recipe, report
+from . import advice, distribute, init_weights, interrupts, recipe, report
 from . import resume as resuming
 from .schedule import EpochSchedule, describe
 
@@ -413,100 +413,109 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
             val_batches = feed.DeviceBatches(feed.to_device(xv), feed.to_device(yv), val_bs)
     # NaN is checked once per epoch (a per-batch check would read every batch's loss
     # back from the device); the NaN epoch is never committed.
-    hooks = [_EpochSeed(train_cfg.seed)]
+    checks = [interrupts.Check()]
+    hooks = [_EpochSeed(train_cfg.seed), *checks]
     if reporter.wants_batches:
         hooks.append(_BatchHook(reporter))
     epochs_here = 0
-    for epoch in range(start, train_cfg.epochs):
-        if stop_after is not None and epochs_here >= stop_after:
-            break
-        if train_cfg.phase_of(epoch) != phase:  # the next phase: its freeze and optimiser
-            phase = train_cfg.phase_of(epoch)
-            optimizer, schedule = phases.begin(phase)
-        if train_cfg.phases and (epoch == start or epoch == train_cfg.phase_start(phase)):
-            reporter.note(phases.describe(phase))
-        order = distribute.local_rows(epoch_order(len(y), train_cfg.seed, epoch), bs, topo)
-        in_phase = epoch - train_cfg.phase_start(phase)  # the schedule counts from its start
-        lr = float(keras.ops.convert_to_numpy(schedule(in_phase * steps)))
-        reporter.epoch_begin(epoch, train_cfg.epochs, steps, bs)
-        t0 = time.perf_counter()
-        if train_batches is not None:
-            train_batches.set_order(order)
-            fit = wrapper.fit(train_batches, epochs=epoch + 1, initial_epoch=epoch,
-                              shuffle=False, verbose=0, callbacks=hooks)  # fmt: skip
-        else:
-            fit = wrapper.fit(
-                **host_batches(x, y, local_bs, order), epochs=epoch + 1,
-                initial_epoch=epoch, shuffle=False, verbose=0, callbacks=hooks,
-            )  # fmt: skip
-        seconds = time.perf_counter() - t0
-        logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
-        if not _finite(logs.get("loss")):
-            raise TrainError(
-                f"the loss became {logs.get('loss')} in epoch {epoch + 1}; training stopped. "
-                f"{run.path} keeps the last good epoch ({epoch}); try a lower learning rate "
-                "(--set train.learning_rate=...)"
-            )
-        row = {
-            "epoch": epoch,
-            "loss": logs.get("loss"),
-            "accuracy": logs.get("accuracy"),
-            "learning_rate": lr,
-            "planned_epochs": train_cfg.epochs,
-            "phase": phase if train_cfg.phases else None,
-            "seconds": seconds,
-            "images_per_second": (steps * bs if topo.distributed else len(y)) / seconds
-            if seconds > 0
-            else None,
-        }
-        if xv is not None:
-            if val_batches is not None:
-                ev = wrapper.evaluate(val_batches, verbose=0, return_dict=True)
-            elif val_rows is None:
-                ev = wrapper.evaluate(**host_batches(xv, yv, val_bs), verbose=0, return_dict=True)
+    # Ctrl-C and SIGTERM are raised between batches, never inside Keras or TensorFlow
+    with interrupts.held():
+        for epoch in range(start, train_cfg.epochs):
+            interrupts.check()  # a stop noted during the last epoch's commit
+            if stop_after is not None and epochs_here >= stop_after:
+                break
+            if train_cfg.phase_of(epoch) != phase:  # the next phase: its freeze and optimiser
+                phase = train_cfg.phase_of(epoch)
+                optimizer, schedule = phases.begin(phase)
+            if train_cfg.phases and (epoch == start or epoch == train_cfg.phase_start(phase)):
+                reporter.note(phases.describe(phase))
+            order = distribute.local_rows(epoch_order(len(y), train_cfg.seed, epoch), bs, topo)
+            in_phase = epoch - train_cfg.phase_start(phase)  # the schedule counts from its start
+            lr = float(keras.ops.convert_to_numpy(schedule(in_phase * steps)))
+            reporter.epoch_begin(epoch, train_cfg.epochs, steps, bs)
+            t0 = time.perf_counter()
+            if train_batches is not None:
+                train_batches.set_order(order)
+                fit = wrapper.fit(train_batches, epochs=epoch + 1, initial_epoch=epoch,
+                                  shuffle=False, verbose=0, callbacks=hooks)  # fmt: skip
             else:
-                ev = wrapper.evaluate(**host_batches(xv, yv, local_bs, val_rows),
-                                      verbose=0, return_dict=True)  # fmt: skip
-            row["val_loss"] = float(ev.get("loss"))
-            row["val_accuracy"] = float(ev["accuracy"]) if "accuracy" in ev else None
-        history.append(row)
-        spent += seconds
-        epochs_here += 1
-        improved = _better(row, best)
-        if improved:
-            best = {k: row.get(k) for k in BEST_KEYS}
-        reporter.epoch_end(row, train_cfg.epochs)
-        if not topo.chief:
-            continue
-        if changes is not None and epochs_here == 1:  # record the changed spec
-            atomic_write(run.file(runs.SPEC), lambda tmp: tmp.write_text(source.text, "utf-8"))
-        _commit(run, model, history, improved)
-        metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
-                           datasets, spent, time.perf_counter() - t_start)  # fmt: skip
-        metrics["distribution"] = topo.as_dict()
-        metrics["init_weights"] = init_info
-        metrics["resumed_with_changes"] = resumed
-        metrics["data_on_device"] = place.on_device
-        run.write_json(runs.METRICS, metrics)
-        report.curves(history, run.file(runs.CURVES), spec.name)
-        tb.epoch(row)
-        run.save_checkpoint(
-            epoch + 1,
-            _snapshot(wrapper, optimizer),
-            {
-                "spec_sha256": sha256_text(source.text),
-                "data_sha256": data_sha,
-                "best": best,
-                "train_seconds": spent,
-                "init_weights": init_info,
-                "resumed": resumed,
-                "spec_text": source.text,
-                "phase": phase,
-            },  # fmt: skip
-        )
+                fit = wrapper.fit(
+                    **host_batches(x, y, local_bs, order), epochs=epoch + 1,
+                    initial_epoch=epoch, shuffle=False, verbose=0, callbacks=hooks,
+                )  # fmt: skip
+            seconds = time.perf_counter() - t0
+            logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
+            if not _finite(logs.get("loss")):
+                raise TrainError(
+                    f"the loss became {logs.get('loss')} in epoch {epoch + 1}; training stopped. "
+                    f"{run.path} keeps the last good epoch ({epoch}); try a lower learning rate "
+                    "(--set train.learning_rate=...)"
+                )
+            row = {
+                "epoch": epoch,
+                "loss": logs.get("loss"),
+                "accuracy": logs.get("accuracy"),
+                "learning_rate": lr,
+                "planned_epochs": train_cfg.epochs,
+                "phase": phase if train_cfg.phases else None,
+                "seconds": seconds,
+                "images_per_second": (steps * bs if topo.distributed else len(y)) / seconds
+                if seconds > 0
+                else None,
+            }
+            if xv is not None:
+                ev = _validate(wrapper, xv, yv, val_batches, val_rows, val_bs, local_bs, checks)
+                row["val_loss"] = float(ev.get("loss"))
+                row["val_accuracy"] = float(ev["accuracy"]) if "accuracy" in ev else None
+            history.append(row)
+            spent += seconds
+            epochs_here += 1
+            improved = _better(row, best)
+            if improved:
+                best = {k: row.get(k) for k in BEST_KEYS}
+            reporter.epoch_end(row, train_cfg.epochs)
+            if not topo.chief:
+                continue
+            if changes is not None and epochs_here == 1:  # record the changed spec
+                atomic_write(run.file(runs.SPEC), lambda tmp: tmp.write_text(source.text, "utf-8"))
+            _commit(run, model, history, improved)
+            metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
+                               datasets, spent, time.perf_counter() - t_start)  # fmt: skip
+            metrics["distribution"] = topo.as_dict()
+            metrics["init_weights"] = init_info
+            metrics["resumed_with_changes"] = resumed
+            metrics["data_on_device"] = place.on_device
+            run.write_json(runs.METRICS, metrics)
+            report.curves(history, run.file(runs.CURVES), spec.name)
+            tb.epoch(row)
+            run.save_checkpoint(
+                epoch + 1,
+                _snapshot(wrapper, optimizer),
+                {
+                    "spec_sha256": sha256_text(source.text),
+                    "data_sha256": data_sha,
+                    "best": best,
+                    "train_seconds": spent,
+                    "init_weights": init_info,
+                    "resumed": resumed,
+                    "spec_text": source.text,
+                    "phase": phase,
+                },  # fmt: skip
+            )
     tb.close()
     metrics = run.read_json(runs.METRICS) or {}
     return TrainResult(run.path, history, metrics, start, datasets.notes, topo.chief)
+
+
+def _validate(wrapper, xv, yv, val_batches, val_rows, val_bs, local_bs, callbacks) -> dict:
+    """One pass over the held-out images: from the device, from the host, or (several
+    processes) each process's share of them."""
+    kwargs = {"verbose": 0, "return_dict": True, "callbacks": callbacks}
+    if val_batches is not None:
+        return wrapper.evaluate(val_batches, **kwargs)
+    if val_rows is None:
+        return wrapper.evaluate(**host_batches(xv, yv, val_bs), **kwargs)
+    return wrapper.evaluate(**host_batches(xv, yv, local_bs, val_rows), **kwargs)
 
 
 @contextlib.contextmanager
