@@ -60,12 +60,10 @@ def main() -> None:
 
     import numpy as np
 
+    import nincompile
     from nincompile import __version__
     from nincompile.keras_import import import_keras
-    from nincompile.spec import load_spec
-    from nincompile.spec.overrides import apply_overrides
     from nincompile.train import recipe
-    from nincompile.train.loop import train
 
     keras = import_keras()
     backend = keras.backend.backend()
@@ -78,18 +76,16 @@ def main() -> None:
             for r in range(args.rounds):
                 order = (True, False) if r % 2 == 0 else (False, True)
                 for on_device in order:
-                    source = apply_overrides(
-                        load_spec(spec_path),
-                        [
-                            f"data.limit={args.images}",
-                            f"train.epochs={1 + args.epochs}",
-                            "data.validation_split=0",
-                            f"data.on_device={'true' if on_device else 'false'}",
-                            *args.overrides,
-                        ],
-                    )
+                    sets = [
+                        f"data.limit={args.images}",
+                        f"train.epochs={1 + args.epochs}",
+                        "data.validation_split=0",
+                        f"data.on_device={'true' if on_device else 'false'}",
+                        *args.overrides,
+                    ]
                     out = Path(tmp) / f"{spec_path.stem}-{on_device}-{r}"
-                    res = train(source, data=args.data, out=out, cache_dir=cache)
+                    res = nincompile.train(spec_path, overrides=sets, data=args.data, out=out,
+                                          cache_dir=cache)  # fmt: skip
                     assert res.metrics["data_on_device"] is on_device
                     per[on_device] += [row["images_per_second"] for row in res.history[1:]]
                     if r == 0:

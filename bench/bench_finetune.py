@@ -70,9 +70,7 @@ def main() -> None:
 
     import keras
 
-    from nincompile.spec import load_spec
-    from nincompile.spec.overrides import apply_overrides
-    from nincompile.train.loop import train
+    import nincompile
 
     data = Path(args.data)
     spec = ROOT / "specs" / "baseline.yaml"
@@ -118,11 +116,9 @@ def main() -> None:
             ),  # fmt: skip
         ]
         for what, name, train_dir, val_dir, sets in runs:
-            source = apply_overrides(load_spec(spec), sets)
             t0 = time.perf_counter()
-            result = train(
-                source, data=train_dir, val=val_dir, out=tmp / name, cache_dir=args.cache_dir
-            )
+            result = nincompile.train(spec, overrides=sets, data=train_dir, val=val_dir,
+                                      out=tmp / name, cache_dir=args.cache_dir)  # fmt: skip
             m = result.metrics
             row = {"run": what, "overrides": sets, "wall_seconds": time.perf_counter() - t0}
             row.update({key: m.get(key) for key in KEPT})

@@ -9,7 +9,7 @@ One run does everything:
    ``train/`` (the first ``--train-per-class`` images of each class) and ``eval/``
    (``--eval-per-class`` images from the 4000th of each class on), never trained on;
 2. trains NIN-BN (specs/nin_bamd.yaml) and ResNet18 (specs/resnet18.yaml) briefly on
-   ``train/`` through ``nincompile.train.loop.train`` (``--reuse`` keeps runs that
+   ``train/`` through ``nincompile.train`` (``--reuse`` keeps runs that
    already finished);
 3. exports each run twice through the library: float ONNX
    (``export_onnx(..., include_preprocessing=True)``) and int8
@@ -113,9 +113,7 @@ def link_folders(cifar: Path, work: Path, train_per_class: int, eval_per_class: 
 
 
 def train_run(label: str, cfg: dict, work: Path, reuse: bool) -> tuple[Path, dict]:
-    from nincompile.spec import load_spec
-    from nincompile.spec.overrides import apply_overrides
-    from nincompile.train.loop import train
+    import nincompile
 
     run = work / "runs" / label
     metrics_path = run / "metrics.json"
@@ -127,8 +125,13 @@ def train_run(label: str, cfg: dict, work: Path, reuse: bool) -> tuple[Path, dic
 
         shutil.rmtree(run)
     print(f"{label}: training ({', '.join(cfg['overrides'])}) ...", flush=True)
-    spec = apply_overrides(load_spec(ROOT / cfg["spec"]), cfg["overrides"])
-    result = train(spec, data=str(work / "train"), out=str(run), cache_dir=False)
+    result = nincompile.train(
+        ROOT / cfg["spec"],
+        overrides=cfg["overrides"],
+        data=str(work / "train"),
+        out=str(run),
+        cache_dir=False,
+    )
     return run, result.metrics
 
 

@@ -37,16 +37,15 @@ def main() -> None:
 
     import keras
 
-    from nincompile.spec import load_spec
-    from nincompile.train.loop import train
+    import nincompile
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.specs:
             spec = ROOT / "specs" / f"{name}.yaml"
             t0 = time.perf_counter()
-            result = train(load_spec(spec), data=args.data, out=Path(tmp) / name,
-                           cache_dir=args.cache_dir)  # fmt: skip
+            result = nincompile.train(spec, data=args.data, out=Path(tmp) / name,
+                                      cache_dir=args.cache_dir)  # fmt: skip
             wall = time.perf_counter() - t0
             m = result.metrics
             rows.append(

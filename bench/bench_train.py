@@ -234,7 +234,7 @@ def main() -> None:
         result = train(source, data=args.data, out=Path(tmp) / "run", cache_dir=cache,
                        reporter=clock)  # fmt: skip
         t_end = time.perf_counter()
-        with open(result.run / "history.csv", newline="") as f:
+        with open(result.path / "history.csv", newline="") as f:
             rows = list(csv.DictReader(f))
     n = int(result.metrics["train_images"])
     assert n == len(y)

@@ -27,133 +27,21 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from . import guard
-from .errors import KerasMismatch, NincompileError, SpecError, format_path
+from .compiler import (  # noqa: F401  (CATEGORIES, problem_dicts: part of the API)
+    CATEGORIES,
+    CheckResult,
+    Compiled,
+    build_checked,
+    check_compiled,
+    compile_source,
+    compile_spec,
+    limits_of,
+    problem_dicts,
+)
+from .errors import NincompileError, SpecError
 from .files import atomic_write
-from .ir import Graph, lower
+from .runs.run import Run
 from .spec import SpecSource, load_spec
-
-CATEGORIES = (("params", "total"), ("trainable", "trainable"), ("non_trainable", "non_trainable"))
-
-
-@dataclass
-class Compiled:
-    """A validated spec and its IR graph."""
-
-    source: SpecSource
-    graph: Graph
-
-    @property
-    def spec(self):
-        return self.source.spec
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def counts(self, frozen: frozenset[str] | None = None) -> dict[str, int]:
-        """Total, trainable and non-trainable parameters, the layers of ``train.freeze``
-        frozen (with ``train.phases``, the first phase's; ``frozen``: these instead)."""
-        p = self.graph.params_frozen(frozen)
-        return {"total": p.total, "trainable": p.trainable, "non_trainable": p.non_trainable}
-
-    def phase_counts(self) -> list[dict]:
-        """With ``train.phases``: each phase's ``phase`` (0-based), ``epochs`` and
-        ``params`` (:meth:`counts` with its freeze); empty without phases."""
-        train = self.spec.train
-        if train is None or not train.phases:
-            return []
-        return [
-            {"phase": k, "epochs": phase.epochs, "params": self.counts(frozen)}
-            for k, (phase, frozen) in enumerate(zip(train.phases, self.graph.phase_frozen,
-                                                    strict=True))
-        ]  # fmt: skip
-
-    def expect_mismatches(self, counts: dict[str, int] | None = None) -> list[tuple[str, int, int]]:
-        """``(category, expected, actual)`` for each ``expect:`` figure that differs."""
-        counts = counts or self.counts()
-        expect = self.spec.expect
-        if expect is None:
-            return []
-        out = []
-        for field, key in CATEGORIES:
-            want = getattr(expect, field)
-            if want is not None and want != counts[key]:
-                out.append((field, want, counts[key]))
-        return out
-
-    def expect_problems(self, counts: dict[str, int] | None = None) -> list[dict]:
-        """:func:`problem_dicts` for each ``expect:`` figure that differs."""
-        out = []
-        for field, want, got in self.expect_mismatches(counts):
-            path = ("expect", field)
-            line, column = self.source.locate(path)
-            out.append(
-                {
-                    "file": self.source.file,
-                    "line": line,
-                    "column": column,
-                    "path": format_path(path),
-                    "message": f"expected {want:,}, actual {got:,} ({got - want:+,})",
-                }
-            )
-        return out
-
-    def summary(self) -> dict:
-        """Machine-readable summary (the ``--json`` output); ``ok`` is False and
-        ``problems`` lists them when counts differ from ``expect:``."""
-        problems = self.expect_problems()
-        return {
-            "name": self.name,
-            "spec": self.source.file,
-            "ok": not problems,
-            "problems": problems,
-            "sha256": self.source.sha256,
-            "input_shape": list(self.spec.input),
-            "params": self.counts(),
-            **({"phases": self.phase_counts()} if self.phase_counts() else {}),
-            "macs": self.graph.macs,
-            "expect": self.spec.expect.model_dump(exclude_none=True) if self.spec.expect else None,
-            "expect_ok": not self.expect_mismatches(),
-            "layers": [
-                {
-                    "name": layer.name,
-                    "kind": layer.kind,
-                    "output_shape": list(layer.output_shape),
-                    "params": layer.params.total,
-                    "trainable": layer.params.trainable,
-                    "non_trainable": layer.params.non_trainable,
-                    "macs": layer.macs,
-                }
-                for layer in self.graph.layers()
-            ],
-        }
-
-
-def problem_dicts(err: Exception, file: str | None = None) -> list[dict]:
-    """``err`` as JSON-ready problems: one per :class:`SpecProblem` of a
-    :class:`SpecError`, else one with the message (``file`` is where it belongs)."""
-    if isinstance(err, SpecError):
-        return [
-            {
-                "file": p.file,
-                "line": p.line,
-                "column": p.column,
-                "path": format_path(p.path) if p.path else None,
-                "message": p.message,
-            }
-            for p in err.problems
-        ]
-    return [{"file": file, "line": None, "column": None, "path": None, "message": str(err)}]
-
-
-def compile_source(source: SpecSource) -> Compiled:
-    return Compiled(source, lower(source))
-
-
-def compile_spec(path: str | os.PathLike) -> Compiled:
-    """Validate and lower a spec file (no TensorFlow, no Keras); a spec with
-    ``variants:`` compiles as written, without them (see :func:`compile_all`)."""
-    return compile_source(load_spec(path))
 
 
 def _members(source: SpecSource, variant: str | None) -> list[SpecSource]:
@@ -222,71 +110,6 @@ def _compile(spec, overrides=None, variant: str | None = None) -> Compiled:
     return models[0]
 
 
-@dataclass
-class CheckResult:
-    """A compiled model checked against its ``expect:`` figures and the resource
-    limits: ``estimate`` is the guard's (None when it is over the limits, and ``error``
-    says why)."""
-
-    compiled: Compiled
-    limits: guard.Limits
-    estimate: guard.Estimate | None
-    error: NincompileError | None = None
-
-    @property
-    def name(self) -> str:
-        return self.compiled.name
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return self.compiled.counts()
-
-    @property
-    def macs(self) -> int:
-        return self.compiled.graph.macs
-
-    @property
-    def mismatches(self) -> list[tuple[str, int, int]]:
-        """``(category, expected, actual)`` for each ``expect:`` figure that differs."""
-        return self.compiled.expect_mismatches()
-
-    @property
-    def problems(self) -> list[dict]:
-        """Every problem as a :func:`problem_dicts` entry: ``expect:`` figures that
-        differ, then what the resource guard refused."""
-        out = self.compiled.expect_problems()
-        if self.error is not None:
-            out += problem_dicts(self.error, self.compiled.source.file)
-        return out
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.mismatches
-
-    def summary(self) -> dict:
-        """What ``check --json`` prints for this model."""
-        out = self.compiled.summary()
-        if self.error is not None:
-            out["ok"] = False
-            out["problems"].extend(problem_dicts(self.error, self.compiled.source.file))
-        return out
-
-
-def limits_of(max_params: int | None = None, max_memory: int | None = None) -> guard.Limits:
-    """The resource limits: these where given, else the environment's, else the
-    defaults (see :meth:`nincompile.guard.Limits.from_env`)."""
-    return guard.Limits.from_env(max_params, max_memory)
-
-
-def check_compiled(compiled: Compiled, limits: guard.Limits | None = None) -> CheckResult:
-    """:class:`CheckResult` of a compiled model (the resource guard runs once)."""
-    limits = limits or guard.Limits.from_env()
-    try:
-        return CheckResult(compiled, limits, guard.check(compiled, limits))
-    except guard.ResourceError as err:
-        return CheckResult(compiled, limits, None, err)
-
-
 def check(spec, *, overrides=None, variant: str | None = None, max_params: int | None = None,
           max_memory: int | None = None) -> CheckResult:  # fmt: skip
     """Validate one model and count it without TensorFlow: its counts and MACs, the
@@ -316,20 +139,11 @@ def build(spec, limits: guard.Limits | None = None, *, overrides=None,
     if isinstance(spec, CheckResult) and overrides is None and variant is None:
         if spec.error is not None:
             raise spec.error
+        compiled = spec.compiled
+        model = build_checked(compiled, spec.limits, estimated=True)
     else:
         compiled = _compile(spec, overrides, variant)
-        limits = limits or limits_of(max_params, max_memory)
-        spec = CheckResult(compiled, limits, guard.check(compiled, limits))
-    compiled = spec.compiled
-    from .keras_builder import build_model, count_params
-
-    model = build_model(compiled.graph)
-    actual = count_params(model)
-    if actual != compiled.counts():
-        raise KerasMismatch(
-            f"{compiled.name}: Keras built {actual} but the IR counted {compiled.counts()}; "
-            "please report this bug"
-        )
+        model = build_checked(compiled, limits or limits_of(max_params, max_memory))
     if weights is not None:
         load_weights(model, weights)
     if out is not None:
@@ -481,63 +295,6 @@ def emit(specs=None, out: str | os.PathLike | None = None, *, check: bool = Fals
 # ---------------------------------------------------------------- train and runs
 
 
-@dataclass
-class Run:
-    """A training run folder: its history (one dict per epoch), its ``metrics.json``
-    and the paths of what it holds.  A run can be passed wherever a path to a model
-    is taken (``evaluate``, ``predict``, ``export``)."""
-
-    path: Path
-    history: list[dict]
-    metrics: dict
-    resumed_from: int = 0
-    notes: list[str] = dataclass_field(default_factory=list)
-    chief: bool = True  # False in processes other than 0 of a multi-process job
-
-    @classmethod
-    def open(cls, path: str | os.PathLike) -> Run:
-        """The run in folder ``path`` as it is now."""
-        from .runs import folder as runs
-        from .runs.model import model_files
-
-        model_files(path)  # refuses what is not a run folder
-        folder = runs.RunFolder(path)
-        return cls(Path(path), folder.read_history(), folder.metrics() or {})
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def _file(self, key: str) -> Path:
-        from .runs import folder as runs
-
-        return self.path / getattr(runs, key)
-
-    @property
-    def spec_path(self) -> Path:
-        return self._file("SPEC")
-
-    @property
-    def model_path(self) -> Path:
-        return self._file("MODEL")
-
-    @property
-    def best_path(self) -> Path:
-        return self._file("BEST")
-
-    @property
-    def best(self) -> dict:
-        """The best epoch's figures (``epoch``, ``val_accuracy``, ...)."""
-        return self.metrics.get("best") or {}
-
-    @property
-    def final(self) -> dict:
-        return self.metrics.get("final") or {}
-
-    @property
-    def finished(self) -> bool:
-        return self.metrics.get("epochs_completed", 0) >= self.metrics.get("epochs", 0)
-
-
 def _train_overrides(overrides, weights, epochs, batch_size, mixed_precision,
                      jit_compile) -> list:  # fmt: skip
     """The overrides of a training call: ``overrides``, then the typed options (in the
@@ -602,12 +359,10 @@ def train(spec, *, data=None, val=None, out: str | os.PathLike | None = None,
     items = _train_overrides(overrides, weights, epochs, batch_size, mixed_precision,
                              jit_compile)  # fmt: skip
     source = select(load(spec, items), variant)  # one model: a spec of several needs variant
-    result = fit(source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,
-                 cache_dir=cache_dir, reporter=reporter, devices=devices,
-                 coordinator=coordinator, num_processes=num_processes,
-                 process_id=process_id)  # fmt: skip
-    return Run(Path(result.run), result.history, result.metrics, result.resumed_from,
-               result.notes, result.chief)  # fmt: skip
+    return fit(source, data=data, val=val, out=out, resume=resume, stop_after=stop_after,
+               cache_dir=cache_dir, reporter=reporter, devices=devices,
+               coordinator=coordinator, num_processes=num_processes,
+               process_id=process_id)  # fmt: skip
 
 
 def evaluate(model, data, *, batch_size: int = 256, confusion=None, cache_dir=None) -> dict:

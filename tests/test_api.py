@@ -230,15 +230,18 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _module_imports(path: Path, name: str) -> set[str]:
+def _module_imports(path: Path, name: str, functions: bool = False) -> set[str]:
     """What ``name`` imports when it is imported: every import outside a function
-    (``if TYPE_CHECKING:`` blocks included), each with the packages above it."""
+    (``if TYPE_CHECKING:`` blocks included; with ``functions``, inside them too), each
+    with the packages above it."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
 
     def walk(nodes):
         for node in nodes:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                if functions and not isinstance(node, ast.Lambda):
+                    walk(node.body)
                 continue
             if isinstance(node, ast.Import):
                 found.update(a.name for a in node.names)
@@ -284,3 +287,19 @@ def test_no_import_cycle_in_the_package():
         if module not in state:
             visit(module, [module])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_only_the_command_line_reaches_up_to_the_library_module():
+    """``api.py`` is the top of the package: the click shells (``cli.py``, each
+    ``command.py``) and the package's top level call it; nothing below it (compiler,
+    training, run folders, export, data) imports it, not even inside a function."""
+    files = {_module_name(p): p for p in (ROOT / "nincompile").rglob("*.py")}
+    shells = {"nincompile", "nincompile.cli", "nincompile.api", "nincompile.callable_package"}
+    up = sorted(
+        m
+        for m, p in files.items()
+        if m not in shells
+        and not m.endswith(".command")
+        and "nincompile.api" in _module_imports(p, m, functions=True)
+    )
+    assert not up, f"modules below the library that import nincompile.api: {up}"

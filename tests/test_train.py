@@ -60,12 +60,12 @@ def _module_run(tmp_path_factory, name: str, overrides=(), **kwargs):
 def straight(tmp_path_factory) -> Path:
     """TINY trained through its 3 epochs in one call: the weights and history that
     every interrupted and resumed run of it must end with."""
-    return _module_run(tmp_path_factory, "straight")[1].run
+    return _module_run(tmp_path_factory, "straight")[1].path
 
 
 @pytest.fixture(scope="module")
 def _first_epoch(tmp_path_factory) -> Path:
-    return _module_run(tmp_path_factory, "first_epoch", stop_after=1)[1].run
+    return _module_run(tmp_path_factory, "first_epoch", stop_after=1)[1].path
 
 
 @pytest.fixture
@@ -274,7 +274,7 @@ def test_resume_refuses_other_training_data(tiny, tmp_path):
 
 def test_evaluate_and_predict_a_run(learned, tmp_path):
     source, trained = learned
-    run = trained.run
+    run = trained.path
     folder = _image_folder(tmp_path / "imgs", source)
     runner = CliRunner()
     result = runner.invoke(main, ["evaluate", str(run), "--data", str(folder), "--json"])
@@ -321,7 +321,7 @@ def test_evaluate_refuses_bad_inputs(tmp_path):
 
 
 def test_a_trained_run_exports_to_onnx(learned, tmp_path):
-    run = learned[1].run
+    run = learned[1].path
     target = tmp_path / "tiny.onnx"
     result = CliRunner().invoke(main, ["export", str(run), "-o", str(target)])
     assert result.exit_code == 0, result.output
@@ -446,7 +446,7 @@ def test_random_kills_then_resumes_finish_exactly_the_schedule(learned, tmp_path
         pytest.fail("the run did not finish")
     assert kills >= 1
     assert [r["epoch"] for r in _history(run)] == [str(i) for i in range(6)]
-    assert _same_weights(run / runs.MODEL, straight.run / runs.MODEL) < 1e-6
+    assert _same_weights(run / runs.MODEL, straight.path / runs.MODEL) < 1e-6
 
 
 def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny, straight, tmp_path):

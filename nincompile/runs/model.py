@@ -248,17 +248,17 @@ def load_saved(path: str | os.PathLike, *, limits: guard.Limits | None = None, b
     with a batch of ``batch`` would not fit in the memory ``limits`` (default: the
     environment's, else the memory available) is refused before anything is
     allocated."""
-    from .. import api
+    from ..compiler import build_checked, compile_spec
     from ..keras_import import import_keras
 
     path = Path(path)
     kind = source_kind(path) if untrained else "run" if path.is_dir() else "keras"
     if kind == "spec":
-        compiled = api.compile_spec(path)
+        compiled = compile_spec(path)
         spec = compiled.spec
         seed = spec.train.seed if spec.train is not None else 0
         import_keras().utils.set_random_seed(seed)
-        model = api.build(compiled, limits)
+        model = build_checked(compiled, limits)
         sha = compiled.source.sha256
         loaded = SavedModel(kind, path, model, spec.name, sha, spec, sha)
         loaded.notes.append(f"fresh untrained weights (seed {seed})")
@@ -269,7 +269,7 @@ def load_saved(path: str | os.PathLike, *, limits: guard.Limits | None = None, b
     name = path.stem if kind == "keras" else path.resolve().name
     notes = []
     if spec_path is not None:
-        compiled = api.compile_spec(spec_path)
+        compiled = compile_spec(spec_path)
         spec, spec_sha, name = compiled.spec, compiled.source.sha256, compiled.spec.name
         check_belongs(model, model_path, spec, spec_path)
         if kind == "keras":

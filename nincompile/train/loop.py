@@ -22,12 +22,12 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, api
+from .. import __version__
+from ..compiler import build_checked, compile_source
 from ..data import feed, pipeline
 from ..data.prepare import training_data
 from ..data.split import epoch_order
@@ -36,6 +36,7 @@ from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_builder import freeze
 from ..keras_import import import_keras
 from ..runs import folder as runs
+from ..runs.run import Run
 from . import advice, distribute, init_weights, interrupts, recipe, report
 from . import resume as resuming
 from .schedule import EpochSchedule, describe
@@ -63,16 +64,6 @@ class Reporter:
 
     def epoch_end(self, row: dict, epochs: int) -> None:
         pass
-
-
-@dataclass
-class TrainResult:
-    run: Path
-    history: list[dict]
-    metrics: dict
-    resumed_from: int = 0
-    notes: list[str] = field(default_factory=list)
-    chief: bool = True  # False in processes other than 0 of a multi-process job
 
 
 class _BatchHook(keras.callbacks.Callback):
@@ -236,7 +227,7 @@ def train(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
-) -> TrainResult:
+) -> Run:
     """Train the spec of ``source`` (a :class:`SpecSource`, overrides already applied).
 
     ``data``/``val``: paths that win over the spec's ``data:``; ``out``: the run folder
@@ -251,7 +242,7 @@ def train(
     if not topo.chief:
         reporter = Reporter()  # one voice: process 0 prints and writes
     t_start = time.perf_counter()
-    compiled = api.compile_source(source)
+    compiled = compile_source(source)
     spec = compiled.spec
     train_cfg = spec.train if spec.train is not None else _default_train()
     if topo.processes > 1 and out is None:
@@ -291,7 +282,7 @@ def _stopped(run, stop: BaseException, epochs: int) -> TrainStopped:
 
 
 def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, cache_dir,
-             reporter, stop_after, t_start) -> TrainResult:  # fmt: skip
+             reporter, stop_after, t_start) -> Run:  # fmt: skip
     """Everything after the run folder is chosen and locked: data, model, epochs."""
     spec = compiled.spec
     init = init_info = None
@@ -321,7 +312,7 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
     jit = recipe.jit_compile(train_cfg.jit_compile)
     with _dtype_policy(policy), topo.scope():
         keras.utils.set_random_seed(train_cfg.seed)
-        model = api.build(compiled)
+        model = build_checked(compiled)
         if init is not None:
             loaded = init_weights.load(model, train_cfg, init)
             init_info = {**dataclasses.asdict(loaded), **init_info}
@@ -504,7 +495,7 @@ def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, 
             )
     tb.close()
     metrics = run.read_json(runs.METRICS) or {}
-    return TrainResult(run.path, history, metrics, start, datasets.notes, topo.chief)
+    return Run(run.path, history, metrics, start, datasets.notes, topo.chief)
 
 
 def _validate(wrapper, xv, yv, val_batches, val_rows, val_bs, local_bs, callbacks) -> dict:
