@@ -256,8 +256,12 @@ def train(
                       "starting it from the first epoch")  # fmt: skip
     try:
         with run.lock() if topo.chief else contextlib.nullcontext():
-            return _session(run, state, changes, topo, source, compiled, train_cfg, data, val,
-                            cache_dir, reporter, stop_after, t_start)  # fmt: skip
+            session = _Session(run, state, changes, topo, source, compiled, train_cfg, reporter)
+            session.read_data(data, val, cache_dir)
+            session.build()
+            session.begin()
+            session.place_data()
+            return session.epochs(stop_after, t_start)
     except (KeyboardInterrupt, Stopped) as stop:
         raise _stopped(run, stop, train_cfg.epochs) from None
 
@@ -281,232 +285,284 @@ def _stopped(run, stop: BaseException, epochs: int) -> TrainStopped:
     )
 
 
-def _session(run, state, changes, topo, source, compiled, train_cfg, data, val, cache_dir,
-             reporter, stop_after, t_start) -> Run:  # fmt: skip
-    """Everything after the run folder is chosen and locked: data, model, epochs."""
-    spec = compiled.spec
-    init = init_info = None
-    if state is None and train_cfg.init_weights is not None:  # read first: fail fast
-        init, init_info = init_weights.read(train_cfg.init_weights)
-    elif state is not None:
-        init_info = state.get("init_weights")
-    datasets = training_data(spec, data, val, n_outputs=_outputs(compiled), cache_dir=cache_dir)
-    for note in datasets.notes:
-        reporter.note(note)
-    x, y = datasets.train.images, datasets.train.labels
-    data_sha = sha256_arrays(x, y)
-    if state is not None and state.get("data_sha256") not in (None, data_sha):
-        raise TrainError(
-            f"cannot resume '{run.path}': its training images differ from the ones it was "
-            f"trained on (data sha256 {state['data_sha256']}, now {data_sha}); resume "
-            "with the same --data and data.limit, or start a new run"
-        )
-    xv = yv = None
-    if datasets.val is not None:
-        xv, yv = datasets.val.images, datasets.val.labels
+class _Session:
+    """One call of :func:`train` once its run folder is chosen and locked, in the order
+    :func:`train` calls the steps: :meth:`read_data`, :meth:`build`, :meth:`begin` (a
+    resumed run's checkpoint and history, or a new run folder), :meth:`place_data`,
+    then :meth:`epochs`, each epoch trained (:meth:`fit_epoch`) and committed
+    (:meth:`commit`)."""
 
-    policy = recipe.dtype_policy(train_cfg.mixed_precision)
-    bs = train_cfg.batch_size
-    local_bs = bs // topo.processes
-    steps = len(y) // bs if topo.distributed else max(1, math.ceil(len(y) / bs))
-    jit = recipe.jit_compile(train_cfg.jit_compile)
-    with _dtype_policy(policy), topo.scope():
-        keras.utils.set_random_seed(train_cfg.seed)
-        model = build_checked(compiled)
-        if init is not None:
-            loaded = init_weights.load(model, train_cfg, init)
-            init_info = {**dataclasses.asdict(loaded), **init_info}
-            reporter.note(init_weights.describe(loaded))
-        distribute.prepare_model(model, topo)
-        wrapper = pipeline.wrap(model, x.shape[1:], spec.data)
-    phases = Phases(train_cfg, compiled.graph, wrapper, model, steps, policy, topo, jit,
-                    len(datasets.train.classes))  # fmt: skip
+    def __init__(self, run, state, changes, topo, source, compiled, cfg, reporter):
+        self.run, self.state, self.changes, self.topo = run, state, changes, topo
+        self.source, self.compiled, self.spec, self.cfg = source, compiled, compiled.spec, cfg
+        self.reporter = reporter
+        self.init = self.init_info = None
+        self.history: list[dict] = []
+        self.resumed: list[dict] = []  # the changes of each resume that changed the spec
+        self.best: dict | None = None
+        self.spent = 0.0
+        self.start = 0
 
-    start = 0
-    restored = None
-    if state is not None:
-        state, restored, warning = run.load_checkpoint()
-        if warning:
-            reporter.note(warning)
-        start = int(state["epoch"])
-    phase = train_cfg.phase_of(start)
-    optimizer, schedule = phases.begin(phase)
-    jit = bool(getattr(wrapper, "jit_compile", jit))  # Keras turns it off for some layers
-    device = recipe.device()
-    reporter.note(
-        f"training {spec.name} on {keras.backend.backend()} ({device['kind']}: {device['name']}), "
-        f"jit_compile={jit}, precision {policy}, batch {bs}, {train_cfg.epochs} epochs"
-        + ("" if train_cfg.phases else f", {phases.describe(0)}")
-    )
-    slow = advice.slow_setting(keras.backend.backend(), device["kind"], jit)
-    if slow:  # one line, from the measured figures (advice.py)
-        reporter.note(slow)
-    if topo.distributed:
-        dropped = len(y) - steps * bs
-        reporter.note(
-            f"{topo.describe()}; global batch {bs} = {topo.devices} x {bs // topo.devices}"
-            + (f"; the last {dropped} images of each epoch's order make no whole batch"
-               if dropped else "")
-        )  # fmt: skip
+    def read_data(self, data, val, cache_dir) -> None:
+        """The initial weights' file (read first, to fail fast), then the training and
+        held-out images; a resumed run refuses other training images."""
+        cfg, state = self.cfg, self.state
+        if state is None and cfg.init_weights is not None:
+            self.init, self.init_info = init_weights.read(cfg.init_weights)
+        elif state is not None:
+            self.init_info = state.get("init_weights")
+        self.datasets = training_data(self.spec, data, val, n_outputs=_outputs(self.compiled),
+                                      cache_dir=cache_dir)  # fmt: skip
+        for note in self.datasets.notes:
+            self.reporter.note(note)
+        self.x, self.y = self.datasets.train.images, self.datasets.train.labels
+        self.data_sha = sha256_arrays(self.x, self.y)
+        if state is not None and state.get("data_sha256") not in (None, self.data_sha):
+            raise TrainError(
+                f"cannot resume '{self.run.path}': its training images differ from the ones "
+                f"it was trained on (data sha256 {state['data_sha256']}, now {self.data_sha}); "
+                "resume with the same --data and data.limit, or start a new run"
+            )
+        self.xv = self.yv = None
+        if self.datasets.val is not None:
+            self.xv, self.yv = self.datasets.val.images, self.datasets.val.labels
 
-    resumed: list[dict] = []  # the changes of each resume that changed the spec
-    history: list[dict] = []
-    best = None
-    spent = 0.0
-    if state is not None:
-        if (state.get("phase") or 0) == phase:  # the checkpoint holds this phase's optimiser
-            with topo.scope():
-                optimizer.build(wrapper.trainable_variables)
-            _restore(wrapper, optimizer, restored, run.path)
+    def build(self) -> None:
+        """The model (seeded, its initial weights loaded), wrapped with the data
+        pipeline, and its phases."""
+        cfg, topo = self.cfg, self.topo
+        self.policy = recipe.dtype_policy(cfg.mixed_precision)
+        self.bs = cfg.batch_size
+        self.local_bs = self.bs // topo.processes
+        n = len(self.y)
+        self.steps = n // self.bs if topo.distributed else max(1, math.ceil(n / self.bs))
+        self.jit = recipe.jit_compile(cfg.jit_compile)
+        with _dtype_policy(self.policy), topo.scope():
+            keras.utils.set_random_seed(cfg.seed)
+            self.model = build_checked(self.compiled)
+            if self.init is not None:
+                loaded = init_weights.load(self.model, cfg, self.init)
+                self.init_info = {**dataclasses.asdict(loaded), **self.init_info}
+                self.reporter.note(init_weights.describe(loaded))
+            distribute.prepare_model(self.model, topo)
+            self.wrapper = pipeline.wrap(self.model, self.x.shape[1:], self.spec.data)
+        classes = len(self.datasets.train.classes)
+        self.phases = Phases(cfg, self.compiled.graph, self.wrapper, self.model, self.steps,
+                             self.policy, topo, self.jit, classes)  # fmt: skip
+
+    def begin(self) -> None:
+        """The first epoch of this call and its phase's optimiser; a resumed run's
+        variables, history and figures from its checkpoint, or a new run folder."""
+        run, cfg, state, reporter = self.run, self.cfg, self.state, self.reporter
+        restored = None
+        if state is not None:
+            state, restored, warning = run.load_checkpoint()
+            if warning:
+                reporter.note(warning)
+            self.start = int(state["epoch"])
+        self.phase = cfg.phase_of(self.start)
+        self.optimizer, self.schedule = self.phases.begin(self.phase)
+        self.jit = bool(getattr(self.wrapper, "jit_compile", self.jit))  # Keras may turn it off
+        self.device = recipe.device()
+        self._describe()
+        if state is None:
+            if self.topo.chief:
+                run.create()
+                atomic_write(run.file(runs.SPEC),
+                             lambda tmp: tmp.write_text(self.source.text, "utf-8"))  # fmt: skip
+                reporter.note(f"run folder: {run.path}")
+            return
+        if (state.get("phase") or 0) == self.phase:  # the checkpoint holds this optimiser
+            with self.topo.scope():
+                self.optimizer.build(self.wrapper.trainable_variables)
+            _restore(self.wrapper, self.optimizer, restored, run.path)
         else:  # it ended the phase before: this one's optimiser starts afresh
-            _restore(wrapper, None, restored, run.path)
-        history = run.read_history(upto=start - 1)
-        resumed = list(state.get("resumed") or [])
-        if changes is not None:
-            resuming.check_schedule(run.path, changes, source, start, steps)
-            resumed.append({"after_epoch": start, "changed": changes.as_dict()})
+            _restore(self.wrapper, None, restored, run.path)
+        self.history = run.read_history(upto=self.start - 1)
+        self.resumed = list(state.get("resumed") or [])
+        if self.changes is not None:
+            resuming.check_schedule(run.path, self.changes, self.source, self.start, self.steps)
+            self.resumed.append({"after_epoch": self.start, "changed": self.changes.as_dict()})
             reporter.note(
-                f"resuming with changes: {changes.describe()} (recorded in {runs.SPEC}, "
+                f"resuming with changes: {self.changes.describe()} (recorded in {runs.SPEC}, "
                 f"{runs.METRICS} and the planned_epochs of {runs.HISTORY})"
             )
-        if len(history) != start:
+        if len(self.history) != self.start:
             raise TrainError(
-                f"cannot resume '{run.path}': history.csv has {len(history)} rows for "
-                f"{start} completed epochs"
+                f"cannot resume '{run.path}': history.csv has {len(self.history)} rows for "
+                f"{self.start} completed epochs"
             )
-        best = state.get("best")
-        spent = float(state.get("train_seconds", 0.0))
-        reporter.note(f"resuming {run.path} after epoch {start} of {train_cfg.epochs}")
-    elif topo.chief:
-        run.create()
-        atomic_write(run.file(runs.SPEC), lambda tmp: tmp.write_text(source.text, "utf-8"))
-        reporter.note(f"run folder: {run.path}")
+        self.best = state.get("best")
+        self.spent = float(state.get("train_seconds", 0.0))
+        reporter.note(f"resuming {run.path} after epoch {self.start} of {cfg.epochs}")
 
-    tb = report.TensorBoardLog(run.file(runs.TENSORBOARD) if topo.chief else None)
-    val_rows = None
-    if xv is not None and topo.distributed:
-        val_rows = distribute.local_rows(np.arange(len(yv)), bs, topo)
-    place = feed.placement(
-        feed.on_device_setting(spec.data),
-        (x, y, xv, yv),
-        distributed=topo.distributed,
-        device_kind=device["kind"],
-    )
-    reporter.note(
-        ("data kept on the device: " if place.on_device else "data fed from the host: ")
-        + place.reason
-    )
-    train_batches = val_batches = None
-    val_bs = max(bs, 256)  # one device pass: no gradients, so larger batches
-    if place.on_device:
-        train_batches = feed.DeviceBatches(feed.to_device(x), feed.to_device(y), local_bs)
-        if xv is not None:
-            val_batches = feed.DeviceBatches(feed.to_device(xv), feed.to_device(yv), val_bs)
-    # NaN is checked once per epoch (a per-batch check would read every batch's loss
-    # back from the device); the NaN epoch is never committed.
-    checks = [interrupts.Check()]
-    hooks = [_EpochSeed(train_cfg.seed), *checks]
-    if reporter.wants_batches:
-        hooks.append(_BatchHook(reporter))
-    epochs_here = 0
-    # Ctrl-C and SIGTERM are raised between batches, never inside Keras or TensorFlow
-    with interrupts.held():
-        for epoch in range(start, train_cfg.epochs):
-            interrupts.check()  # a stop noted during the last epoch's commit
-            if stop_after is not None and epochs_here >= stop_after:
-                break
-            if train_cfg.phase_of(epoch) != phase:  # the next phase: its freeze and optimiser
-                phase = train_cfg.phase_of(epoch)
-                optimizer, schedule = phases.begin(phase)
-            if train_cfg.phases and (epoch == start or epoch == train_cfg.phase_start(phase)):
-                reporter.note(phases.describe(phase))
-            order = distribute.local_rows(epoch_order(len(y), train_cfg.seed, epoch), bs, topo)
-            in_phase = epoch - train_cfg.phase_start(phase)  # the schedule counts from its start
-            lr = float(keras.ops.convert_to_numpy(schedule(in_phase * steps)))
-            reporter.epoch_begin(epoch, train_cfg.epochs, steps, bs)
-            t0 = time.perf_counter()
-            if train_batches is not None:
-                train_batches.set_order(order)
-                fit = wrapper.fit(train_batches, epochs=epoch + 1, initial_epoch=epoch,
-                                  shuffle=False, verbose=0, callbacks=hooks)  # fmt: skip
-            else:
-                fit = wrapper.fit(
-                    **host_batches(x, y, local_bs, order), epochs=epoch + 1,
-                    initial_epoch=epoch, shuffle=False, verbose=0, callbacks=hooks,
-                )  # fmt: skip
-            seconds = time.perf_counter() - t0
-            logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
-            if not _finite(logs.get("loss")):
-                raise TrainError(
-                    f"the loss became {logs.get('loss')} in epoch {epoch + 1}; training stopped. "
-                    f"{run.path} keeps the last good epoch ({epoch}); try a lower learning rate "
-                    "(--set train.learning_rate=...)"
-                )
-            row = {
-                "epoch": epoch,
-                "loss": logs.get("loss"),
-                "accuracy": logs.get("accuracy"),
-                "learning_rate": lr,
-                "planned_epochs": train_cfg.epochs,
-                "phase": phase if train_cfg.phases else None,
-                "seconds": seconds,
-                "images_per_second": (steps * bs if topo.distributed else len(y)) / seconds
-                if seconds > 0
-                else None,
-            }
+    def _describe(self) -> None:
+        """The notes on what trains where: backend, device, jit, precision, batch and
+        schedule; a known slow setting; the data-parallel split."""
+        cfg, device, note = self.cfg, self.device, self.reporter.note
+        note(
+            f"training {self.spec.name} on {keras.backend.backend()} ({device['kind']}: "
+            f"{device['name']}), jit_compile={self.jit}, precision {self.policy}, batch "
+            f"{self.bs}, {cfg.epochs} epochs"
+            + ("" if cfg.phases else f", {self.phases.describe(0)}")
+        )
+        slow = advice.slow_setting(keras.backend.backend(), device["kind"], self.jit)
+        if slow:  # one line, from the measured figures (advice.py)
+            note(slow)
+        if self.topo.distributed:
+            dropped = len(self.y) - self.steps * self.bs
+            note(
+                f"{self.topo.describe()}; global batch {self.bs} = {self.topo.devices} x "
+                f"{self.bs // self.topo.devices}"
+                + (f"; the last {dropped} images of each epoch's order make no whole batch"
+                   if dropped else "")
+            )  # fmt: skip
+
+    def place_data(self) -> None:
+        """The images kept on the device, or fed from the host batch by batch."""
+        x, y, xv, yv, topo = self.x, self.y, self.xv, self.yv, self.topo
+        self.val_rows = None
+        if xv is not None and topo.distributed:
+            self.val_rows = distribute.local_rows(np.arange(len(yv)), self.bs, topo)
+        self.place = feed.placement(feed.on_device_setting(self.spec.data), (x, y, xv, yv),
+                                    distributed=topo.distributed,
+                                    device_kind=self.device["kind"])  # fmt: skip
+        self.reporter.note(
+            ("data kept on the device: " if self.place.on_device else "data fed from the host: ")
+            + self.place.reason
+        )
+        self.train_batches = self.val_batches = None
+        self.val_bs = max(self.bs, 256)  # one device pass: no gradients, so larger batches
+        if self.place.on_device:
+            self.train_batches = feed.DeviceBatches(feed.to_device(x), feed.to_device(y),
+                                                    self.local_bs)  # fmt: skip
             if xv is not None:
-                ev = _validate(wrapper, xv, yv, val_batches, val_rows, val_bs, local_bs, checks)
-                row["val_loss"] = float(ev.get("loss"))
-                row["val_accuracy"] = float(ev["accuracy"]) if "accuracy" in ev else None
-            history.append(row)
-            spent += seconds
-            epochs_here += 1
-            improved = _better(row, best)
-            if improved:
-                best = {k: row.get(k) for k in BEST_KEYS}
-            reporter.epoch_end(row, train_cfg.epochs)
-            if not topo.chief:
-                continue
-            if changes is not None and epochs_here == 1:  # record the changed spec
-                atomic_write(run.file(runs.SPEC), lambda tmp: tmp.write_text(source.text, "utf-8"))
-            _commit(run, model, history, improved)
-            metrics = _metrics(spec, compiled, history, best, train_cfg, device, jit, policy,
-                               datasets, spent, time.perf_counter() - t_start)  # fmt: skip
-            metrics["distribution"] = topo.as_dict()
-            metrics["init_weights"] = init_info
-            metrics["resumed_with_changes"] = resumed
-            metrics["data_on_device"] = place.on_device
-            run.write_json(runs.METRICS, metrics)
-            report.curves(history, run.file(runs.CURVES), spec.name)
-            tb.epoch(row)
-            run.save_checkpoint(
-                epoch + 1,
-                _snapshot(wrapper, optimizer),
-                {
-                    "spec_sha256": sha256_text(source.text),
-                    "data_sha256": data_sha,
-                    "best": best,
-                    "train_seconds": spent,
-                    "init_weights": init_info,
-                    "resumed": resumed,
-                    "spec_text": source.text,
-                    "phase": phase,
-                },  # fmt: skip
+                self.val_batches = feed.DeviceBatches(feed.to_device(xv), feed.to_device(yv),
+                                                      self.val_bs)  # fmt: skip
+
+    def epochs(self, stop_after: int | None, t_start: float) -> Run:
+        """Train and commit epoch after epoch, from :attr:`start` to the last planned
+        (or ``stop_after`` of them); Ctrl-C and SIGTERM are raised between batches,
+        never inside Keras or TensorFlow."""
+        cfg = self.cfg
+        self.checks = [interrupts.Check()]
+        self.hooks = [_EpochSeed(cfg.seed), *self.checks]
+        if self.reporter.wants_batches:
+            self.hooks.append(_BatchHook(self.reporter))
+        self.tb = report.TensorBoardLog(self.run.file(runs.TENSORBOARD) if self.topo.chief
+                                        else None)  # fmt: skip
+        done = 0
+        with interrupts.held():
+            for epoch in range(self.start, cfg.epochs):
+                interrupts.check()  # a stop noted during the last epoch's commit
+                if stop_after is not None and done >= stop_after:
+                    break
+                if cfg.phase_of(epoch) != self.phase:  # the next phase: its freeze, optimiser
+                    self.phase = cfg.phase_of(epoch)
+                    self.optimizer, self.schedule = self.phases.begin(self.phase)
+                if cfg.phases and epoch in (self.start, cfg.phase_start(self.phase)):
+                    self.reporter.note(self.phases.describe(self.phase))
+                row = self.fit_epoch(epoch)
+                self.history.append(row)
+                self.spent += row["seconds"]
+                done += 1
+                improved = _better(row, self.best)
+                if improved:
+                    self.best = {k: row.get(k) for k in BEST_KEYS}
+                self.reporter.epoch_end(row, cfg.epochs)
+                if self.topo.chief:
+                    self.commit(row, improved, first=done == 1, t_start=t_start)
+        self.tb.close()
+        metrics = self.run.read_json(runs.METRICS) or {}
+        return Run(self.run.path, self.history, metrics, self.start, self.datasets.notes,
+                   self.topo.chief)  # fmt: skip
+
+    def fit_epoch(self, epoch: int) -> dict:
+        """One epoch of ``fit`` in its order of images, then validation: its history row.
+        NaN is checked once per epoch (a per-batch check would read every batch's loss
+        back from the device); the NaN epoch is never committed."""
+        cfg, bs, steps = self.cfg, self.bs, self.steps
+        order = distribute.local_rows(epoch_order(len(self.y), cfg.seed, epoch), bs, self.topo)
+        in_phase = epoch - cfg.phase_start(self.phase)  # the schedule counts from its start
+        lr = float(keras.ops.convert_to_numpy(self.schedule(in_phase * steps)))
+        self.reporter.epoch_begin(epoch, cfg.epochs, steps, bs)
+        t0 = time.perf_counter()
+        if self.train_batches is not None:
+            self.train_batches.set_order(order)
+            batches = {"x": self.train_batches}
+        else:
+            batches = host_batches(self.x, self.y, self.local_bs, order)
+        fit = self.wrapper.fit(**batches, epochs=epoch + 1, initial_epoch=epoch, shuffle=False,
+                               verbose=0, callbacks=self.hooks)  # fmt: skip
+        seconds = time.perf_counter() - t0
+        logs = {k: float(v[-1]) for k, v in fit.history.items() if v}
+        if not _finite(logs.get("loss")):
+            raise TrainError(
+                f"the loss became {logs.get('loss')} in epoch {epoch + 1}; training stopped. "
+                f"{self.run.path} keeps the last good epoch ({epoch}); try a lower learning "
+                "rate (--set train.learning_rate=...)"
             )
-    tb.close()
-    metrics = run.read_json(runs.METRICS) or {}
-    return Run(run.path, history, metrics, start, datasets.notes, topo.chief)
+        images = steps * bs if self.topo.distributed else len(self.y)
+        row = {
+            "epoch": epoch,
+            "loss": logs.get("loss"),
+            "accuracy": logs.get("accuracy"),
+            "learning_rate": lr,
+            "planned_epochs": cfg.epochs,
+            "phase": self.phase if cfg.phases else None,
+            "seconds": seconds,
+            "images_per_second": images / seconds if seconds > 0 else None,
+        }
+        if self.xv is not None:
+            ev = self.validate()
+            row["val_loss"] = float(ev.get("loss"))
+            row["val_accuracy"] = float(ev["accuracy"]) if "accuracy" in ev else None
+        return row
 
+    def validate(self) -> dict:
+        """One pass over the held-out images: from the device, from the host, or
+        (several processes) each process's share of them."""
+        kwargs = {"verbose": 0, "return_dict": True, "callbacks": self.checks}
+        xv, yv = self.xv, self.yv
+        if self.val_batches is not None:
+            return self.wrapper.evaluate(self.val_batches, **kwargs)
+        if self.val_rows is None:
+            return self.wrapper.evaluate(**host_batches(xv, yv, self.val_bs), **kwargs)
+        return self.wrapper.evaluate(**host_batches(xv, yv, self.local_bs, self.val_rows),
+                                     **kwargs)  # fmt: skip
 
-def _validate(wrapper, xv, yv, val_batches, val_rows, val_bs, local_bs, callbacks) -> dict:
-    """One pass over the held-out images: from the device, from the host, or (several
-    processes) each process's share of them."""
-    kwargs = {"verbose": 0, "return_dict": True, "callbacks": callbacks}
-    if val_batches is not None:
-        return wrapper.evaluate(val_batches, **kwargs)
-    if val_rows is None:
-        return wrapper.evaluate(**host_batches(xv, yv, val_bs), **kwargs)
-    return wrapper.evaluate(**host_batches(xv, yv, local_bs, val_rows), **kwargs)
+    def commit(self, row: dict, improved: bool, *, first: bool, t_start: float) -> None:
+        """Write the epoch to the run folder: the changed spec (a resume's first epoch),
+        history and models, metrics, curves, TensorBoard, then the checkpoint with
+        ``state.json``, the commit."""
+        run, source = self.run, self.source
+        if self.changes is not None and first:  # record the changed spec
+            atomic_write(run.file(runs.SPEC), lambda tmp: tmp.write_text(source.text, "utf-8"))
+        _commit(run, self.model, self.history, improved)
+        metrics = _metrics(self.spec, self.compiled, self.history, self.best, self.cfg,
+                           self.device, self.jit, self.policy, self.datasets, self.spent,
+                           time.perf_counter() - t_start)  # fmt: skip
+        metrics["distribution"] = self.topo.as_dict()
+        metrics["init_weights"] = self.init_info
+        metrics["resumed_with_changes"] = self.resumed
+        metrics["data_on_device"] = self.place.on_device
+        run.write_json(runs.METRICS, metrics)
+        report.curves(self.history, run.file(runs.CURVES), self.spec.name)
+        self.tb.epoch(row)
+        run.save_checkpoint(
+            row["epoch"] + 1,
+            _snapshot(self.wrapper, self.optimizer),
+            {
+                "spec_sha256": sha256_text(source.text),
+                "data_sha256": self.data_sha,
+                "best": self.best,
+                "train_seconds": self.spent,
+                "init_weights": self.init_info,
+                "resumed": self.resumed,
+                "spec_text": source.text,
+                "phase": self.phase,
+            },
+        )
 
 
 @contextlib.contextmanager
