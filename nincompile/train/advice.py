@@ -15,15 +15,15 @@ from __future__ import annotations
 #: Where :data:`CPU_IMAGES_PER_S` comes from (its ``trainers``' ``images_per_s``).
 CPU_SOURCE = "bench/results/peers.json"
 #: NIN-BN training images/s on a 2-core CPU by ``(backend, jit_compile)``: the
-#: trainers ``nincompile:<backend>[-jit|-nojit]`` of :data:`CPU_SOURCE` (a machine
-#: shared with other jobs, load 3-8: the absolute figures are low, the ratios are what
-#: the advice uses).
+#: trainers ``nincompile:<backend>[-jit|-nojit]`` of :data:`CPU_SOURCE` (1,024 images,
+#: 2 interleaved rounds, 1-minute load 1.8-4.6 with the bench's own processes; the
+#: ratios are what the advice uses).
 CPU_IMAGES_PER_S: dict[tuple[str, bool], float] = {
-    ("tensorflow", False): 12.50,
-    ("tensorflow", True): 8.38,
-    ("jax", True): 5.85,
-    ("jax", False): 4.09,
-    ("torch", False): 11.17,
+    ("tensorflow", False): 43.60,
+    ("tensorflow", True): 29.21,
+    ("jax", True): 10.84,
+    ("jax", False): 9.94,
+    ("torch", False): 39.23,
 }
 #: The trainer of :data:`CPU_SOURCE` behind each key of :data:`CPU_IMAGES_PER_S`.
 CPU_TRAINERS = {
