@@ -46,13 +46,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from _common import machine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -585,23 +586,10 @@ def main() -> None:
         records.append(rec)
         print("  " + " | ".join(float_row(rec)), flush=True)
 
-    import keras
-    import onnxruntime as ort
-    import tensorflow as tf
-    import tf2onnx
-
     from nincompile.export.verify import ATOL, RTOL
 
     meta = {
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "tf2onnx": tf2onnx.__version__,
-            "onnxruntime": ort.__version__,
-        },
+        "machine": machine(),
         "method": {
             "opset": OPSET,
             "batch": "dynamic",

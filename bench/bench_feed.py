@@ -22,13 +22,14 @@ the per-batch conversion ``fit`` does; the comparison that matters is on a GPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _common import write_report
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -127,11 +128,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "feed.json").write_text(json.dumps(report, indent=2) + "\n")
-    table = markdown(report)
-    (args.out / "feed.md").write_text(table)
-    print(table)
+    write_report(args.out, "feed", report, markdown)
 
 
 def markdown(r: dict) -> str:

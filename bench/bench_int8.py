@@ -31,10 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
+
+from _common import machine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -398,10 +399,6 @@ def main() -> None:
             "/work/shared/data/cifar10-train-jpeg.tar.gz -C /tmp/cifar"
         )
 
-    import keras
-    import onnxruntime as ort
-    import tensorflow as tf
-
     args.work.mkdir(parents=True, exist_ok=True)
     link_folders(args.cifar, args.work, args.train_per_class, args.eval_per_class)
     runs = {}
@@ -431,14 +428,7 @@ def main() -> None:
     speedups = [r["speedup_int8_over_float_onnx_batch_256"] for r in models.values()]
     drops = [r["gate"]["accuracy_drop_points"] for r in models.values()]
     result = {
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "onnxruntime": ort.__version__,
-        },
+        "machine": machine(),
         "data": {
             "source": str(args.cifar),
             "train_per_class": args.train_per_class,

@@ -27,11 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _common import machine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -89,7 +90,6 @@ def main() -> None:
     if spec is None:
         raise SystemExit(f"none of {', '.join(str(p) for p in CANDIDATES)} exists")
 
-    import keras
     import numpy as np
     import onnxruntime as ort
     import tensorflow as tf
@@ -167,16 +167,10 @@ def main() -> None:
             "weights": "fresh, seeded (speed does not depend on them)",
             "graph": graph,
         },
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-            "onnxruntime": ort.__version__,
-            "onnxruntime_providers": sessions["onnxruntime"].get_providers(),
-            "shared": "other jobs may run on the same cores: see load_average",
-        },
+        "machine": machine(
+            onnxruntime_providers=sessions["onnxruntime"].get_providers(),
+            shared="other jobs may run on the same cores: see load_average",
+        ),
         "load_average": load,
         "method": {
             "statistic": "median",

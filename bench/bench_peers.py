@@ -54,6 +54,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "nin_bamd.yaml"
 DEFAULT_DATA = Path("/tmp/cifar/train")
@@ -381,11 +383,7 @@ def main() -> None:
         },
         "runs": runs,
     }  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "peers.json").write_text(json.dumps(out, indent=2) + "\n")
-    text = markdown(out)
-    (args.out / "peers.md").write_text(text)
-    print(text)
+    write_report(args.out, "peers", out, markdown)
 
 
 def markdown(out: dict) -> str:
