@@ -54,3 +54,22 @@ def backend_env(tmp_path_factory):
         }
 
     return env
+
+
+def block_library(res: int, se: int, extra: str = "") -> str:
+    """The ``blocks:`` section that the tests of every kind share: ``two`` (two
+    branches concatenated), ``res`` (a residual add; its conv has ``res`` channels, the
+    input's), ``se`` (squeeze-excite: a multiply by ``se`` sigmoid channels) and the
+    ``extra`` blocks (YAML lines indented under ``blocks:``)."""
+    return f"""
+blocks:
+  two:
+    branches: [[{{conv: [4, 1]}}], [{{conv: [6, 3], padding: same}}]]
+    merge: concat
+  res:
+    branches: [[{{conv: [{res}, 3], padding: same}}], []]
+    merge: add
+  se:
+    branches: [[], [{{global_pool: avg, keepdims: true}}, {{conv: [{se}, 1], activation: sigmoid}}]]
+    merge: multiply
+{extra}"""

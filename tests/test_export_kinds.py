@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
+from conftest import block_library  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from nincompile import api  # noqa: E402
@@ -43,17 +44,10 @@ from nincompile.spec import parse_spec  # noqa: E402
 from nincompile.spec.schema import ACTIVATIONS  # noqa: E402
 
 HEAD = "[gap, {dense: 5}]"
-BLOCKS = """
-blocks:
-  two:
-    branches: [[{conv: [4, 1]}], [{conv: [6, 3], padding: same}]]
-    merge: concat
-  res:
-    branches: [[{conv: [4, 3], padding: same}], []]
-    merge: add
-  se:
-    branches: [[], [{global_pool: avg, keepdims: true}, {conv: [4, 1], activation: sigmoid}]]
-    merge: multiply
+BLOCKS = block_library(
+    res=4,
+    se=4,
+    extra="""\
   convnext:
     params: {dim: int}
     branches:
@@ -65,7 +59,8 @@ blocks:
         - {layer_scale: 0.5}
         - {drop_path: 0.1}
     merge: add
-"""
+""",
+)
 
 #: node kind -> cases (id, input shape, stage items, head); each case's model holds a
 #: layer of that kind.  Several cases for the kinds the benchmark found broken.

@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 
 import pytest
+from conftest import block_library
 from doctext import docs_text
 
 from nincompile.ir import LAYER_KINDS, NODE_KINDS, REQUIRED, lower
@@ -44,18 +45,7 @@ KIND_SPECS = {
     "rescaling": ([4, 4, 3], ["{rescale: 0.0078431, offset: -1}"]),
     "normalization": ([4, 4, 3], ["{normalize: {}}"]),
 }
-BLOCKS = """
-blocks:
-  two:
-    branches: [[{conv: [4, 1]}], [{conv: [6, 3], padding: same}]]
-    merge: concat
-  res:
-    branches: [[{conv: [3, 3], padding: same}], []]
-    merge: add
-  se:
-    branches: [[], [{global_pool: avg, keepdims: true}, {conv: [6, 1], activation: sigmoid}]]
-    merge: multiply
-"""
+BLOCKS = block_library(res=3, se=6)
 
 
 def graph_for(kind):
