@@ -13,6 +13,7 @@ message and a non-zero exit (never a traceback).
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -221,6 +222,14 @@ class Stopped(BaseException):  # noqa: N818  (a signal, like KeyboardInterrupt, 
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+
+
+def stop_signal(stop: BaseException) -> tuple[int, str]:
+    """The signal behind a stop (:class:`Stopped` holds it; ``KeyboardInterrupt`` is
+    SIGINT) and its name in messages: ``Ctrl-C`` for SIGINT, else ``SIGTERM`` and so
+    on."""
+    signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+    return signum, "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 class InputTooLarge(NincompileError):

@@ -453,7 +453,7 @@ def test_sigterm_stops_with_how_to_resume(tmp_path):
 def test_a_stop_dropped_where_it_landed_still_stops(tiny, tmp_path, monkeypatch, signum):
     """A signal's handler runs at whatever line the main thread is on; where that is a
     library which drops what its callbacks raise (or a destructor, whose exceptions
-    Python drops), the stop must still arrive: at the next batch's end."""
+    Python drops), the stop must still arrive: as the next batch begins."""
     from nincompile.data import pipeline
 
     reseed = pipeline.reseed
@@ -474,6 +474,19 @@ def test_a_stop_dropped_where_it_landed_still_stops(tiny, tmp_path, monkeypatch,
     why = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
     assert f"stopped by {why} after 1 of 3 epochs" in result.output, result.output
     assert runs.RunFolder(out).state()["epoch"] == 1
+
+
+def test_the_stop_check_leaves_the_batch_ends_to_keras():
+    """The per-batch stop check must not override a batch-end hook: Keras then reads
+    every batch's logs back in the main thread (no asynchronous dispatch), which stalls
+    a GPU at each step."""
+    import keras
+
+    from nincompile.train.interrupts import Check
+
+    base = keras.callbacks.Callback
+    for hook in ("on_train_batch_end", "on_test_batch_end", "on_batch_end"):
+        assert getattr(Check, hook) is getattr(base, hook), hook
 
 
 def test_ctrl_c_stops_with_how_to_resume(tiny, tmp_path, monkeypatch):

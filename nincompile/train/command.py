@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ..cli_support import fail, max_memory_option, user_errors
-from ..errors import Stopped, TrainStopped
+from ..errors import Stopped, TrainStopped, stop_signal
 
 
 def _echo(text: str, as_json: bool) -> None:
@@ -126,8 +126,7 @@ def _stop_on_sigterm():
 def _stop_message(err: BaseException) -> tuple[str, int]:
     if isinstance(err, TrainStopped):
         return str(err), err.exit_code
-    signum = err.signum if isinstance(err, Stopped) else signal.SIGINT
-    why = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    signum, why = stop_signal(err)
     return f"stopped by {why} before training started; nothing was trained", 128 + signum
 
 

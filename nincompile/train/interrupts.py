@@ -6,7 +6,7 @@ in a library that clears errors raised from its callbacks, or between taking a l
 and the ``try`` that releases it; a stop raised there can be lost, and the run then
 trains on to its last epoch, or hangs.  Inside :func:`held`, the handlers of SIGINT
 (Python's own) and SIGTERM (where the caller made it raise, as ``nincompile train``
-does) only note the signal; :func:`check` raises it, at each batch's end (the
+does) only note the signal; :func:`check` raises it, as each batch begins (the
 :class:`Check` callback), at each epoch's start and when the block ends.  A stop
 therefore waits at most one batch (or one epoch's commit), and always arrives.
 """
@@ -70,11 +70,14 @@ def check() -> None:
 
 
 class Check(keras.callbacks.Callback):
-    """Raises a noted stop at the end of every training and validation batch: Keras
-    calls it from the main thread, between steps, where an exception unwinds cleanly."""
+    """Raises a noted stop as every training and validation batch begins: Keras calls
+    it from the main thread, between steps, where an exception unwinds cleanly.  The
+    batch's start, not its end: a callback with its own ``on_*_batch_end`` would make
+    Keras read every batch's logs back in the main thread (no asynchronous dispatch),
+    which stalls a GPU at each step."""
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         check()
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_begin(self, batch, logs=None):
         check()

@@ -19,7 +19,6 @@ import math
 import platform
 import shlex
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from ..compiler import build_checked, compile_source
 from ..data import feed, pipeline
 from ..data.prepare import training_data
 from ..data.split import epoch_order
-from ..errors import Stopped, TrainError, TrainStopped
+from ..errors import Stopped, TrainError, TrainStopped, stop_signal
 from ..files import atomic_write, sha256_arrays, sha256_text
 from ..keras_builder import freeze
 from ..keras_import import import_keras
@@ -268,8 +267,7 @@ def train(
 
 def _stopped(run, stop: BaseException, epochs: int) -> TrainStopped:
     """What Ctrl-C or SIGTERM during training says: what is kept and how to go on."""
-    signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
-    why = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    signum, why = stop_signal(stop)
     try:  # the message must come out whatever the folder holds
         state = run.state()
         has_spec = state is not None or run.read_text(runs.SPEC) is not None
