@@ -30,7 +30,7 @@ def curves(history: list[dict], target: Path, title: str) -> None:
                 ax.plot(epochs, values, marker="o" if len(epochs) < 30 else None, label=name)
         ax.set_title(f"Training and Validation {label}")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
