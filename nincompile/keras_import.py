@@ -3,6 +3,13 @@
 TensorFlow 2.21 prints absl/oneDNN notices to file descriptor 2 while it loads,
 whatever TF_CPP_MIN_LOG_LEVEL says. nincompile silences that descriptor only during
 the import; Python errors are raised as usual. Set NINCOMPILE_TF_LOGS=1 to see them.
+
+TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI/BF16
+or AMX; elsewhere (AVX2 machines such as the 2-core AMD EPYC we measure on) it falls
+back to its Eigen kernels, which train NIN-BN about 1.5x slower and spend a fifth of
+the time in the kernel allocating memory (bench/bench_peers.py, docs/benchmarks.md).
+nincompile turns oneDNN on unless TF_ENABLE_ONEDNN_OPTS is already set: set it to 0
+for TensorFlow's own choice.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ def import_keras():
     if "keras" in sys.modules:
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if os.environ.get("NINCOMPILE_TF_LOGS"):
         import keras
 

@@ -1,0 +1,126 @@
+"""Issue 20: under TensorFlow, training runs batch normalisation in one fused kernel
+(nincompile.train.fused_norm) and oneDNN's kernels (nincompile.keras_import); both
+compute what Keras computes."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from nincompile.keras_import import import_keras
+from nincompile.train import fused_norm
+
+keras = import_keras()
+tf_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the fused kernel is TensorFlow's"
+)
+
+
+def _model(seed=3, **bn):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization(**bn)(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.Conv2D(5, 3)(x)
+    x = keras.layers.BatchNormalization(momentum=0.5)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(4)(x)
+    x = keras.layers.BatchNormalization()(x)  # 2-D: Keras's own code
+    outputs = keras.layers.Activation("softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _train(fused: bool, steps=4, **bn):
+    model = _model(**bn)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy"
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.5, 2.0, (16, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 4, 16)
+    with fused_norm.fused_batch_norm(model) if fused else _nothing() as switched:
+        losses = [float(model.train_on_batch(x, y)) for _ in range(steps)]
+    return model, losses, switched
+
+
+class _nothing:
+    def __enter__(self):
+        return []
+
+    def __exit__(self, *exc):
+        return False
+
+
+@tf_only
+@pytest.mark.parametrize(
+    "bn",
+    [{}, {"center": False}, {"scale": False}, {"epsilon": 0.1, "momentum": 0.9}],
+    ids=["default", "no-center", "no-scale", "epsilon-momentum"],
+)
+def test_fused_training_computes_what_keras_computes(bn):
+    keras_model, keras_losses, _ = _train(False, **bn)
+    fused_model, fused_losses, switched = _train(True, **bn)
+    assert len(switched) == 3  # the 2-D one is switched too, and runs Keras's code
+    np.testing.assert_allclose(fused_losses, keras_losses, rtol=1e-5)
+    for a, b in zip(keras_model.weights, fused_model.weights, strict=True):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5, err_msg=b.path)
+    assert all("call" not in vars(layer) for layer in switched)  # given back
+
+
+@tf_only
+def test_the_fused_kernel_is_what_runs():
+    import tensorflow as tf
+
+    model = _model()
+    x = tf.zeros((2, 8, 8, 3))
+
+    def ops():
+        graph = tf.function(lambda t: model(t, training=True)).get_concrete_function(x).graph
+        return {op.type for op in graph.get_operations()}
+
+    assert "FusedBatchNormV3" not in ops()
+    with fused_norm.fused_batch_norm(model):
+        assert "FusedBatchNormV3" in ops()
+        inference = tf.function(lambda t: model(t, training=False)).get_concrete_function(x)
+        assert "FusedBatchNormV3" not in {op.type for op in inference.graph.get_operations()}
+
+
+@tf_only
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: keras.layers.BatchNormalization(epsilon=1e-5),
+        lambda: keras.layers.BatchNormalization(renorm=True),
+        lambda: keras.layers.BatchNormalization(synchronized=True),
+        lambda: keras.layers.LayerNormalization(),
+    ],
+    ids=["epsilon-below-the-kernels", "renorm", "synchronized", "layer-norm"],
+)
+def test_what_the_kernel_cannot_compute_keeps_keras_code(layer):
+    assert not fused_norm.eligible(layer())
+
+
+@tf_only
+def test_off_by_environment(monkeypatch):
+    monkeypatch.setenv("NINCOMPILE_FUSED_NORM", "0")
+    with fused_norm.fused_batch_norm(_model()) as switched:
+        assert switched == []
+
+
+@tf_only
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_onednn_is_on_unless_the_user_says(setting):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = (
+        "from nincompile.keras_import import import_keras; import_keras();"
+        "from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout.strip() == ("True" if setting is None else "False")
