@@ -1,6 +1,6 @@
-"""Issue 20: under TensorFlow, training runs batch normalisation in one fused kernel
-(nincompile.train.fused_norm) and oneDNN's kernels (nincompile.keras_import); both
-compute what Keras computes."""
+"""Issue 20: under TensorFlow and torch, training runs batch normalisation in one fused
+kernel (nincompile.train.fused_norm), and TensorFlow runs oneDNN's kernels
+(nincompile.keras_import); both compute what Keras computes."""
 
 import os
 import subprocess
@@ -15,7 +15,7 @@ from nincompile.train import fused_norm
 
 keras = import_keras()
 tf_only = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow", reason="the fused kernel is TensorFlow's"
+    keras.backend.backend() != "tensorflow", reason="TensorFlow's kernels, in this process"
 )
 
 
@@ -55,20 +55,41 @@ class _nothing:
         return False
 
 
-@tf_only
-@pytest.mark.parametrize(
-    "bn",
-    [{}, {"center": False}, {"scale": False}, {"epsilon": 0.1, "momentum": 0.9}],
-    ids=["default", "no-center", "no-scale", "epsilon-momentum"],
-)
-def test_fused_training_computes_what_keras_computes(bn):
+BN_OPTIONS = {
+    "default": {},
+    "no-center": {"center": False},
+    "no-scale": {"scale": False},
+    "epsilon-momentum": {"epsilon": 0.1, "momentum": 0.9},
+}
+
+
+def compare(bn: dict) -> None:
+    """Train the same model with Keras's batch normalisation and with the fused
+    kernel; every loss and weight (moving statistics included) agree."""
     keras_model, keras_losses, _ = _train(False, **bn)
     fused_model, fused_losses, switched = _train(True, **bn)
     assert len(switched) == 3  # the 2-D one is switched too, and runs Keras's code
     np.testing.assert_allclose(fused_losses, keras_losses, rtol=1e-5)
     for a, b in zip(keras_model.weights, fused_model.weights, strict=True):
-        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5, err_msg=b.path)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), rtol=1e-4,
+            atol=1e-5, err_msg=b.path,
+        )  # fmt: skip
     assert all("call" not in vars(layer) for layer in switched)  # given back
+
+
+@tf_only
+@pytest.mark.parametrize("bn", BN_OPTIONS.values(), ids=BN_OPTIONS.keys())
+def test_fused_training_computes_what_keras_computes(bn):
+    compare(bn)
+
+
+def test_fused_training_computes_what_keras_computes_under_torch(backend_env):
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, __file__], env=backend_env("torch"), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["torch", *BN_OPTIONS]
 
 
 @tf_only
@@ -124,3 +145,17 @@ def test_onednn_is_on_unless_the_user_says(setting):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
                          text=True, check=True)  # fmt: skip
     assert out.stdout.strip() == ("True" if setting is None else "False")
+
+
+if __name__ == "__main__":  # the comparison under $KERAS_BACKEND, in its own process
+    print(keras.backend.backend())
+    if keras.backend.backend() == "torch":  # count the kernel's calls: it is what runs
+        import torch
+
+        calls, kernel = [], torch.native_batch_norm
+        torch.native_batch_norm = lambda *a: calls.append(1) or kernel(*a)
+    for name, options in BN_OPTIONS.items():
+        n = len(calls)
+        compare(options)
+        assert len(calls) - n == 4 * 2, len(calls) - n  # 4 steps of 2 conv BN layers
+        print(name)

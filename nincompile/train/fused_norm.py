@@ -1,26 +1,27 @@
-"""Batch normalisation in one kernel while training under TensorFlow.
+"""Batch normalisation in one kernel while training (TensorFlow and torch backends).
 
 Keras 3's ``BatchNormalization`` computes a training batch's statistics with
-``tf.nn.moments`` and normalises with ``tf.nn.batch_normalization``: about ten
-elementwise passes over the activations forward and as many backward.  On a CPU those
-passes are memory-bound; for NIN-BN (activations of 128 x 32 x 32 x 192 floats) they
-cost about a sixth of each training step (``bench/bench_peers.py``).  TensorFlow's
-``FusedBatchNormV3`` does the same in one pass each way, as PyTorch's
-``batch_norm`` does.
+``ops.moments`` and normalises with ``ops.batch_normalization``: about ten elementwise
+passes over the activations forward and as many backward.  On a CPU those passes are
+memory-bound; for NIN-BN (activations of 128 x 32 x 32 x 192 floats) they cost about a
+sixth of each training step under TensorFlow (``bench/bench_peers.py``).
+TensorFlow's ``FusedBatchNormV3`` and PyTorch's ``native_batch_norm`` do the same in
+one pass each way.  (XLA fuses Keras's passes by itself, so JAX keeps Keras's code.)
 
 :func:`fused_batch_norm` switches a model's eligible layers to that kernel for as long
 as the block lasts (``nincompile train`` holds it over the epochs).  It changes no
 layer's class, config or weights: a checkpoint saved inside is the same Keras model,
 and inference (``training=False``, frozen layers) runs Keras's own code.  The function
 computed is the same: the batch mean, the biased batch variance, ``epsilon`` and the
-moving averages ``moving * momentum + batch * (1 - momentum)`` (the kernel reports the
-unbiased variance; it is scaled back by ``(n - 1) / n``); only float rounding differs
-(``tests/test_fused_norm.py`` trains both ways and compares).
+moving averages ``moving * momentum + batch * (1 - momentum)`` (TensorFlow's kernel
+reports the unbiased variance, scaled back by ``(n - 1) / n``; PyTorch's reports
+``1 / sqrt(variance + epsilon)``); only float rounding differs
+(``tests/test_fused_norm.py`` trains both ways under each backend and compares).
 
-A layer keeps Keras's code where the kernel would not compute the same thing or cannot
-run: a backend other than TensorFlow, an input that is not 4-D with the channels last,
-renormalisation, synchronised statistics, or an ``epsilon`` below 1.001e-5 (the
-smallest the kernel is guaranteed to accept on every device).  Set
+A call keeps Keras's code where the kernel would not compute the same thing or cannot
+run: an input that is not 4-D with the channels last, a mask, renormalisation,
+synchronised statistics, or an ``epsilon`` below 1.001e-5 (the smallest
+TensorFlow's kernel is guaranteed to accept on every device).  Set
 ``NINCOMPILE_FUSED_NORM=0`` to keep Keras's code everywhere.
 """
 
@@ -37,39 +38,14 @@ keras = import_keras()
 MIN_EPSILON = 1.001e-5
 
 
-def enabled() -> bool:
-    """Whether training may switch batch normalisation to the fused kernel: the
-    TensorFlow backend, unless NINCOMPILE_FUSED_NORM=0."""
-    return keras.backend.backend() == "tensorflow" and os.environ.get(
-        "NINCOMPILE_FUSED_NORM", "1"
-    ) not in ("0", "false", "no", "off")
-
-
-def eligible(layer) -> bool:
-    """Whether ``layer`` is a batch normalisation the fused kernel computes exactly
-    (the input's rank and axis are checked as it is called)."""
-    return (
-        type(layer) is keras.layers.BatchNormalization
-        and not layer.renorm
-        and not layer.synchronized
-        and layer.epsilon >= MIN_EPSILON
-    )
-
-
-def _fused_call(layer):
-    """``layer.call`` with its training branch on FusedBatchNormV3."""
+def _tensorflow_call(layer):
+    """``layer.call`` with its training branch on TensorFlow's FusedBatchNormV3."""
     import tensorflow as tf
 
     keras_call = layer.call
 
     def call(inputs, training=None, mask=None):
-        rank = len(inputs.shape)
-        if (
-            not (training and layer.trainable)
-            or mask is not None
-            or rank != 4
-            or (layer.axis not in (-1, rank - 1))
-        ):
+        if not _fusable(layer, inputs, training, mask):
             return keras_call(inputs, training=training, mask=mask)
         x = tf.cast(inputs, "float32")
         channels = x.shape[-1]
@@ -87,16 +63,77 @@ def _fused_call(layer):
         )
         n = tf.cast(tf.size(x) // channels, "float32")
         variance = variance * ((n - 1.0) / n)  # the kernel's is unbiased; Keras's is not
-        momentum = layer.momentum
-        layer.moving_mean.assign(
-            tf.cast(layer.moving_mean, "float32") * momentum + mean * (1.0 - momentum)
-        )
-        layer.moving_variance.assign(
-            tf.cast(layer.moving_variance, "float32") * momentum + variance * (1.0 - momentum)
-        )
+        _update_moving(layer, mean, variance)
         return tf.cast(y, layer.compute_dtype)
 
     return call
+
+
+def _torch_call(layer):
+    """``layer.call`` with its training branch on PyTorch's native batch norm, on the
+    channels-last tensor seen as NCHW (a view: nothing is copied)."""
+    import torch
+
+    keras_call = layer.call
+
+    def call(inputs, training=None, mask=None):
+        if not _fusable(layer, inputs, training, mask):
+            return keras_call(inputs, training=training, mask=mask)
+        x = inputs.float().permute(0, 3, 1, 2)
+        gamma = layer.gamma.value.float() if layer.scale else None
+        beta = layer.beta.value.float() if layer.center else None
+        y, mean, invstd = torch.native_batch_norm(
+            x, gamma, beta, None, None, True, 0.0, layer.epsilon
+        )
+        with torch.no_grad():  # the kernel keeps 1 / sqrt(variance + epsilon)
+            variance = invstd.pow(-2) - layer.epsilon
+            _update_moving(layer, mean.detach(), variance)
+        return keras.ops.cast(y.permute(0, 2, 3, 1), layer.compute_dtype)
+
+    return call
+
+
+#: the fused training call of each backend that has one
+CALLS = {"tensorflow": _tensorflow_call, "torch": _torch_call}
+
+
+def enabled() -> bool:
+    """Whether training may switch batch normalisation to a fused kernel: a backend
+    in :data:`CALLS`, unless NINCOMPILE_FUSED_NORM=0."""
+    return keras.backend.backend() in CALLS and os.environ.get(
+        "NINCOMPILE_FUSED_NORM", "1"
+    ) not in ("0", "false", "no", "off")
+
+
+def eligible(layer) -> bool:
+    """Whether ``layer`` is a batch normalisation the fused kernel computes exactly
+    (the input's rank and axis are checked as it is called)."""
+    return (
+        type(layer) is keras.layers.BatchNormalization
+        and not layer.renorm
+        and not layer.synchronized
+        and layer.epsilon >= MIN_EPSILON
+    )
+
+
+def _fusable(layer, inputs, training, mask) -> bool:
+    """Whether this call of ``layer`` trains on a 4-D channels-last input."""
+    rank = len(inputs.shape)
+    return (
+        bool(training and layer.trainable)
+        and mask is None
+        and rank == 4
+        and (layer.axis in (-1, rank - 1))
+    )
+
+
+def _update_moving(layer, mean, variance) -> None:
+    """Keras's moving averages: ``moving * momentum + batch * (1 - momentum)``."""
+    m = layer.momentum
+    layer.moving_mean.assign(keras.ops.cast(layer.moving_mean, "float32") * m + mean * (1.0 - m))
+    layer.moving_variance.assign(
+        keras.ops.cast(layer.moving_variance, "float32") * m + variance * (1.0 - m)
+    )
 
 
 @contextlib.contextmanager
@@ -108,7 +145,7 @@ def fused_batch_norm(model):
     if enabled():
         for layer in model._flatten_layers(include_self=False, recursive=True):
             if eligible(layer) and "call" not in vars(layer):
-                object.__setattr__(layer, "call", _fused_call(layer))
+                object.__setattr__(layer, "call", CALLS[keras.backend.backend()](layer))
                 switched.append(layer)
     try:
         yield switched
