@@ -1,6 +1,7 @@
 """What every benchmark report holds and how it is written: the machine's facts and
-the installed versions (:func:`machine`), and the report as JSON plus a readable
-table (:func:`write_report`).  Imported by the scripts in this folder, which run as
+the installed versions (:func:`machine`), its measured fp32 matmul peak
+(:func:`matmul_peak`, the yardstick of "share of peak"), and the report as JSON plus
+a readable table (:func:`write_report`).  Imported by the scripts in this folder, which run as
 ``python bench/<script>.py`` (this folder is then first on ``sys.path``)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import importlib
 import json
 import os
 import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,3 +40,32 @@ def write_report(out: Path, name: str, report: dict, markdown: Callable[[dict], 
     (out / f"{name}.md").write_text(table)
     print(table)
     return table
+
+
+def matmul_peak(n: int = 2048, runs: int = 5) -> dict:
+    """Best fp32 GFLOP/s of an n x n matmul, NumPy and PyTorch (all cores)."""
+    import numpy as np
+
+    out = {}
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = a.T.copy()
+    best = min(_timed(lambda: a @ b) for _ in range(runs))
+    out["numpy_gflops"] = 2 * n**3 / best / 1e9
+    try:
+        import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        best = min(_timed(lambda: ta @ tb) for _ in range(runs))
+        out["torch_gflops"] = 2 * n**3 / best / 1e9
+        out["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    out["peak_gflops"] = max(v for k, v in out.items() if k.endswith("gflops"))
+    out["size"] = n
+    return out
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0

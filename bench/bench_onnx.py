@@ -19,7 +19,10 @@ with load from other processes).  The exported graph's operators are counted (th
 layout transposes left by tf2onnx among them).  Writes
 bench/results/onnx_vs_keras.json and prints a table.  Targets (onnxruntime >= 1.0x
 Keras images/s at batch 256; at batch 1 >= 2x faster than ``predict`` and the eager
-call, >= 4x faster than the traced call) are reported, never asserted.
+call, >= 4x faster than the traced call) are reported, never asserted.  Each
+runner's share of the machine's fp32 matmul peak (measured here, as bench_peers does)
+is reported with the floor it implies: the forward pass's FLOP (2 x the spec's MACs)
+at the peak, the least time an image can take on these cores.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine
+from _common import machine, matmul_peak
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -94,11 +97,13 @@ def main() -> None:
     import onnxruntime as ort
     import tensorflow as tf
 
+    from nincompile import api
     from nincompile.export import export_onnx, load_source
     from nincompile.export.verify import session
 
     src = load_source(spec)
     model = src.model
+    forward_flop = 2 * int(api.compile_source(src.spec).graph.macs)
     load = {"start": list(os.getloadavg())}
     with tempfile.TemporaryDirectory() as tmp:
         report = export_onnx(src, Path(tmp) / "model.onnx", opset=17)
@@ -136,6 +141,13 @@ def main() -> None:
 
     ips = {k: 256 / v["median_s"] for k, v in b256.items()}
     lat_ms = {k: v["median_s"] * 1e3 for k, v in b1.items()}
+    peak = matmul_peak()
+    peak_flops = peak["peak_gflops"] * 1e9
+    floor_ms = forward_flop / peak_flops * 1e3
+    share = {
+        "batch_1": {k: floor_ms / v for k, v in lat_ms.items()},
+        "batch_256": {k: v * forward_flop / peak_flops for k, v in ips.items()},
+    }
     cpu_ms_1_thread = b1["onnxruntime_1_thread"]["thread_cpu_median_s"] * 1e3
     best_ort = min(("onnxruntime", "onnxruntime_1_thread", "onnxruntime_no_spinning"),
                    key=lat_ms.get)  # fmt: skip
@@ -192,6 +204,10 @@ def main() -> None:
         "batch_256_images_per_s": ips,
         "batch_1_latency_ms": lat_ms,
         "batch_1_onnxruntime_1_thread_cpu_ms": cpu_ms_1_thread,
+        "forward_flop_per_image": forward_flop,
+        "matmul_peak": peak,
+        "batch_1_floor_ms": floor_ms,
+        "share_of_peak": share,
         "ratios": ratios,
         "targets": {
             "batch_256_onnxruntime_at_least_1x_keras": speedup_256 >= 1.0,
@@ -221,7 +237,8 @@ def main() -> None:
     print(f"{src.name} ({result['model']['spec']}), {os.cpu_count()} CPU cores, ONNX opset 17, "
           f"{transposes} Transpose node(s) in the graph; load {load['start'][0]:.2f} -> "
           f"{load['end'][0]:.2f}")  # fmt: skip
-    print(f"\n{'runtime':<46} {'batch 256 (img/s)':>18} {'batch 1 (ms)':>13}")
+    print(f"\n{'runtime':<46} {'batch 256 (img/s)':>18} {'batch 1 (ms)':>13} "
+          f"{'share of peak (256 / 1)':>24}")  # fmt: skip
     rows = (
         ("onnxruntime, library defaults", "onnxruntime"),
         ("onnxruntime, session_options(threads=1)", "onnxruntime_1_thread"),
@@ -232,8 +249,14 @@ def main() -> None:
         ("Keras traced call, XLA", "keras_traced_xla"),
     )
     for label, key in rows:
-        print(f"{label:<46} {ips[key]:>18.1f} {lat_ms[key]:>13.2f}")
+        shares = f"{share['batch_256'][key]:.2f} / {share['batch_1'][key]:.2f}"
+        print(f"{label:<46} {ips[key]:>18.1f} {lat_ms[key]:>13.2f} {shares:>24}")
     print(f"\nonnxruntime 1 thread, batch 1: {cpu_ms_1_thread:.2f} ms CPU per image")
+    print(f"forward pass {forward_flop / 1e9:.3f} GFLOP per image, fp32 matmul peak "
+          f"{peak['peak_gflops']:.0f} GFLOP/s: an image takes at least {floor_ms:.2f} ms on "
+          f"these cores; onnxruntime ({best_ort}) ran at {share['batch_1'][best_ort]:.0%} of "
+          f"that; a 4x lead over the traced call needs the traced call at >= "
+          f"{4 * lat_ms[best_ort]:.2f} ms (>= {4 * floor_ms:.2f} ms at the floor)")  # fmt: skip
     print(f"batch 256: onnxruntime {speedup_256:.2f}x Keras predict "
           f"(target >= 1.0x: {yes(speedup_256 >= 1.0)})")  # fmt: skip
     r_traced = ratios["latency_1_keras_traced_over_onnxruntime"]

@@ -12,7 +12,9 @@ SGD lr 0.05 momentum 0.9 Nesterov, weight decay 1e-4:
 
 * ``nincompile train`` under each of ``--backends`` (``KERAS_BACKEND`` set per
   process; ``jit_compile: auto``, or on/off for a ``-jit``/``-nojit`` suffix: these
-  are the figures behind ``train``'s advice, :mod:`nincompile.train.advice`), images/s from the
+  are the figures behind ``train``'s advice, :mod:`nincompile.train.advice`; an
+  ``-unfused`` suffix trains with Keras's own batch norm code, ``-eigen`` with
+  TensorFlow's own choice of kernels, oneDNN off on AVX2 CPUs), images/s from the
   ``seconds`` column of history.csv (the time of each epoch's ``fit`` call);
 * NIN-BN written by hand in PyTorch (:func:`torch_loop`, below): the model as
   ``torch.nn`` modules, the batch gathered from the uint8 images in a shuffled order,
@@ -54,7 +56,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import write_report
+from _common import matmul_peak, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "nin_bamd.yaml"
@@ -185,35 +187,6 @@ def overrides(images: int, epochs: int) -> list[str]:
     return [f"data.limit={images}", "data.validation_split=0", f"train.epochs={epochs}"]
 
 
-def matmul_peak(n: int = 2048, runs: int = 5) -> dict:
-    """Best fp32 GFLOP/s of an n x n matmul, NumPy and PyTorch (all cores)."""
-    import numpy as np
-
-    out = {}
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = a.T.copy()
-    best = min(_timed(lambda: a @ b) for _ in range(runs))
-    out["numpy_gflops"] = 2 * n**3 / best / 1e9
-    try:
-        import torch
-
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        best = min(_timed(lambda: ta @ tb) for _ in range(runs))
-        out["torch_gflops"] = 2 * n**3 / best / 1e9
-        out["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    out["peak_gflops"] = max(v for k, v in out.items() if k.endswith("gflops"))
-    out["size"] = n
-    return out
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def training_flops() -> int:
     from nincompile import api
     from nincompile.spec import load_spec
@@ -231,12 +204,15 @@ def run_one(name: str, args, tmp: Path, r: int) -> dict:
     kind, _, what = name.partition(":")
     if kind == "nincompile":
         out = tmp / f"{what}-{r}"
-        backend, _, jit = what.partition("-")  # "jax-nojit": jit_compile off
+        backend, *variants = what.split("-")  # "jax-nojit": jit_compile off
         env["KERAS_BACKEND"] = backend
         cmd = [sys.executable, "-m", "nincompile.cli", "train", str(SPEC), "--data",
                str(args.data), "--out", str(out), "--cache-dir", str(args.cache_dir)]  # fmt: skip
-        if jit:
-            cmd += ["--jit-compile", "on" if jit == "jit" else "off"]
+        for variant in variants:
+            if variant in ("jit", "nojit"):
+                cmd += ["--jit-compile", "on" if variant == "jit" else "off"]
+            else:
+                env.update(VARIANTS[variant])
         for o in overrides(args.images, args.epochs):
             cmd += ["--set", o]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -256,17 +232,36 @@ def run_one(name: str, args, tmp: Path, r: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+#: ``--backends`` suffixes that set the environment of `nincompile train`
+VARIANTS = {
+    "unfused": {"NINCOMPILE_FUSED_NORM": "0"},  # Keras's own batch norm code
+    "eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"},  # TensorFlow's choice of kernels
+}
+
 LABELS = {
     "nincompile:tensorflow": "`nincompile train`, TensorFlow (default)",
     "nincompile:tensorflow-jit": "`nincompile train`, TensorFlow, jit_compile on",
     "nincompile:jax": "`nincompile train`, JAX (jit)",
     "nincompile:jax-nojit": "`nincompile train`, JAX, jit_compile off",
     "nincompile:torch": "`nincompile train`, torch backend",
+    "nincompile:tensorflow-unfused": "`nincompile train`, TensorFlow, Keras's batch norm code",
+    "nincompile:tensorflow-eigen": "`nincompile train`, TensorFlow, oneDNN off",
+    "nincompile:tensorflow-eigen-unfused": (
+        "`nincompile train`, TensorFlow, oneDNN off, Keras's batch norm code"
+    ),
+    "nincompile:torch-unfused": "`nincompile train`, torch backend, Keras's batch norm code",
     "torch:channels_last": "PyTorch by hand, channels-last",
     "torch:nchw": "PyTorch by hand, NCHW",
     "keras_layout:channels_last": "Keras layers (torch backend), channels_last, no augmentation",
     "keras_layout:channels_first": "Keras layers (torch backend), channels_first, no augmentation",
 }
+
+
+def epoch_spread(runs: list[dict]) -> float:
+    """Slowest over fastest steady epoch (each process's first left out) over all of a
+    trainer's rounds: how evenly its epochs ran on this machine at this time."""
+    steady = [s for res in runs for s in (res["epochs_s"][1:] or res["epochs_s"])]
+    return max(steady) / min(steady)
 
 
 def main() -> None:
@@ -278,7 +273,9 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         default="tensorflow,jax,torch,tensorflow-jit,jax-nojit",
-        help="backends of `nincompile train`; -jit/-nojit: jit_compile on/off",
+        help="backends of `nincompile train`; -jit/-nojit: jit_compile on/off, -unfused: "
+        "Keras's batch norm code (NINCOMPILE_FUSED_NORM=0), -eigen: TensorFlow's own "
+        "choice of kernels (TF_ENABLE_ONEDNN_OPTS=0)",
     )
     parser.add_argument("--peers", default="channels_last,nchw")
     parser.add_argument("--keras-layout", action="store_true")
@@ -328,6 +325,7 @@ def main() -> None:
             "images_per_s": ips,
             "per_round": [res["images_per_s"] for res in rs],
             "share_of_peak": ips * flops / 1e9 / peak["peak_gflops"],
+            "epoch_spread": epoch_spread(rs),
         }
 
     def ratio(a: str, b: str):
@@ -336,6 +334,13 @@ def main() -> None:
         return None
 
     ratios = {
+        "fused_over_unfused_tensorflow": ratio("nincompile:tensorflow",
+                                               "nincompile:tensorflow-unfused"),
+        "fused_over_unfused_torch": ratio("nincompile:torch", "nincompile:torch-unfused"),
+        "onednn_over_eigen_tensorflow": ratio("nincompile:tensorflow",
+                                              "nincompile:tensorflow-eigen"),
+        "default_over_eigen_unfused_tensorflow": ratio("nincompile:tensorflow",
+                                                       "nincompile:tensorflow-eigen-unfused"),
         "default_backend_over_torch_channels_last": ratio("nincompile:tensorflow",
                                                           "torch:channels_last"),
         "torch_backend_over_torch_nchw": ratio("nincompile:torch", "torch:nchw"),
@@ -403,15 +408,24 @@ def markdown(out: dict) -> str:
         f"measured fp32 matmul peak is {peak['peak_gflops']:.0f} GFLOP/s "
         f"({peak['size']}x{peak['size']}, best of NumPy and PyTorch).",
         "",
-        "| trainer | images/s (median of rounds) | per round | share of peak |",
-        "|---|---:|---|---:|",
+        "| trainer | images/s (median of rounds) | per round | share of peak | "
+        "steady epochs, slowest / fastest |",
+        "|---|---:|---|---:|---:|",
     ]
-    for s in out["trainers"].values():
+    for name, s in out["trainers"].items():
         rounds = ", ".join(f"{v:.0f}" for v in s["per_round"])
+        spread = epoch_spread(out["runs"][name])
         lines.append(
-            f"| {s['label']} | {s['images_per_s']:.1f} | {rounds} | {s['share_of_peak']:.2f} |"
+            f"| {s['label']} | {s['images_per_s']:.1f} | {rounds} | {s['share_of_peak']:.2f} "
+            f"| {spread:.2f} |"
         )
     names = {
+        "fused_over_unfused_tensorflow": "TensorFlow: fused batch norm / Keras's code",
+        "fused_over_unfused_torch": "torch backend: fused batch norm / Keras's code",
+        "onednn_over_eigen_tensorflow": "TensorFlow: oneDNN on / off",
+        "default_over_eigen_unfused_tensorflow": (
+            "TensorFlow: both (default) / oneDNN off and Keras's batch norm code"
+        ),
         "default_backend_over_torch_channels_last": "TensorFlow (default) / PyTorch channels-last",
         "torch_backend_over_torch_nchw": "torch backend / PyTorch NCHW",
         "jax_backend_over_torch_channels_last": "JAX / PyTorch channels-last",
