@@ -6,8 +6,9 @@ the import; Python errors are raised as usual. Set NINCOMPILE_TF_LOGS=1 to see t
 
 TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 VNNI/BF16
 or AMX; elsewhere (AVX2 machines such as the 2-core AMD EPYC we measure on) it falls
-back to its Eigen kernels, which train NIN-BN about 1.5x slower and spend a fifth of
-the time in the kernel allocating memory (bench/bench_peers.py, docs/benchmarks.md).
+back to its Eigen kernels, which trained NIN-BN 1.5x slower there
+(``bench/bench_peers.py`` with ``--backends tensorflow,tensorflow-eigen``,
+docs/benchmarks.md).
 nincompile turns oneDNN on unless TF_ENABLE_ONEDNN_OPTS is already set: set it to 0
 for TensorFlow's own choice.
 """

@@ -159,3 +159,29 @@ if __name__ == "__main__":  # the comparison under $KERAS_BACKEND, in its own pr
         compare(options)
         assert len(calls) - n == 4 * 2, len(calls) - n  # 4 steps of 2 conv BN layers
         print(name)
+
+
+TINY = """\
+name: tiny_kernels
+input: [8, 8, 3]
+stages:
+  - {conv: [4, 3], padding: same, batch_norm: true, activation: relu, pool: {max: 2}}
+head: [gap, {dense: 3, activation: softmax}]
+train: {optimizer: sgd, learning_rate: 0.01, batch_size: 16, epochs: 1, seed: 1}
+data: {dataset: synthetic, limit: 32, validation_split: 0, classes: [a, b, c],
+       augment: {flip: horizontal, shift: 0.125, crop: 2, cutout: 3}}
+"""
+
+
+@tf_only
+def test_training_with_every_augmentation_logs_nothing_from_tensorflow(spec_file, tmp_path):
+    """With oneDNN on, no TensorFlow C++ line reaches the terminal (Keras's gathers
+    under TensorFlow took int64 indices, which oneDNN logged an error for on AVX2)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS",
+                                                           "TF_CPP_MIN_LOG_LEVEL")}  # fmt: skip
+    cmd = [sys.executable, "-m", "nincompile.cli", "train", str(spec_file(TINY)), "--out",
+           str(tmp_path / "run")]  # fmt: skip
+    out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    tf_lines = [ln for ln in out.stderr.splitlines() if ln[:1] in "EWI" and ln[1:5].isdigit()]
+    assert tf_lines == []

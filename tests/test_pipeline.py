@@ -131,8 +131,8 @@ def test_shift_fills_with_zero_and_crop_keeps_whole_pixels():
             assert set(np.unique(out)) <= {0.0, 1.0}
 
 
-def test_shift_by_gathers_equals_the_affine_transform():
-    """The jit-safe shift (two gathers per axis) computes what Keras's bilinear
+def test_shift_by_interpolation_matrix_equals_the_affine_transform():
+    """The jit-safe shift (one interpolation matrix per axis) computes what Keras's bilinear
     ``affine_transform`` with a zero fill computes, sub-pixel and past the edge."""
     from keras import ops
 
@@ -147,3 +147,20 @@ def test_shift_by_gathers_equals_the_affine_transform():
         x, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0
     )
     np.testing.assert_allclose(np.asarray(ours), np.asarray(keras_shift), atol=1e-5)
+
+
+def test_crop_copies_a_window_of_the_padded_image_exactly():
+    """Each cropped image is, bit for bit, one window of the zero-padded image."""
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (16, 6, 7, 2), dtype=np.uint8)
+    wrapper = pipeline.wrap(_model(6, 7, 2), (6, 7, 2), Data(augment={"crop": 2}))
+    pipeline.reseed(wrapper, 0, 0)
+    out = np.asarray(wrapper(x, training=True))
+    padded = np.pad(x.astype("float32") / 255.0, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    offsets = set()
+    for image, source in zip(out, padded, strict=True):
+        found = [(i, j) for i in range(5) for j in range(5)
+                 if np.array_equal(image, source[i:i + 6, j:j + 7])]  # fmt: skip
+        assert found, "no window of the padded image matches"
+        offsets.add(found[0])
+    assert len(offsets) > 1  # the windows are drawn, not fixed

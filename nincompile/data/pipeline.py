@@ -77,33 +77,32 @@ class _Augmentation(keras.layers.Layer):
 def _shift_axis(x, offset, axis: int):
     """Translate every image of ``x`` (b, h, w, c) by ``offset`` (b,) pixels along
     ``axis`` (1: rows, 2: columns), sub-pixel by linear interpolation, zero outside.
-    Gathers and arithmetic only, so XLA compiles it on every backend."""
+
+    Output position ``i`` reads input position ``s = i - offset``; linear interpolation
+    weighs input ``j`` by ``max(0, 1 - |j - s|)`` (``1 - frac`` and ``frac`` for the two
+    neighbours, 0 for every other ``j`` and past the edge), so the shift is one batched
+    product with that (b, n, n) matrix.  A whole-pixel offset gives weights of exactly
+    0 and 1, so pixels are copied exactly.  Float arithmetic and a matrix product only:
+    XLA compiles it on every backend, and nothing is gathered by integer index (Keras's
+    ``take_along_axis`` under TensorFlow casts indices to int64, which oneDNN's kernels
+    do not take on CPUs without AVX-512 and log an error for)."""
     n = x.shape[axis]
-    b = ops.shape(x)[0]
-    dtype = "int32"
-    # output position i reads input position i - offset: between r0 and r0 + 1
+    source = ops.reshape(ops.arange(n, dtype="float32"), (1, 1, n))
     pos = ops.expand_dims(ops.arange(n, dtype="float32"), 0) - ops.expand_dims(offset, 1)
-    r0 = ops.floor(pos)
-    frac = pos - r0
-    r0 = ops.cast(r0, dtype)
-    out = None
-    for index, weight in ((r0, 1.0 - frac), (r0 + 1, frac)):
-        inside = ops.cast((index >= 0) & (index < n), x.dtype)
-        index = ops.clip(index, 0, n - 1)
-        shape = (b, n, 1, 1) if axis == 1 else (b, 1, n, 1)
-        full = list(ops.shape(x))
-        gathered = ops.take_along_axis(x, ops.broadcast_to(ops.reshape(index, shape), full), axis)
-        term = gathered * ops.reshape(ops.cast(weight, x.dtype) * inside, shape)
-        out = term if out is None else out + term
-    return out
+    weights = ops.relu(1.0 - ops.abs(source - ops.expand_dims(pos, 2)))  # (b, out, in)
+    weights = ops.cast(weights, x.dtype)
+    if axis == 1:
+        return ops.einsum("bij,bjwc->biwc", weights, x)
+    return ops.einsum("bij,bhjc->bhic", weights, x)
 
 
 class RandomShift(_Augmentation):
     """Translate each image by up to ``factor`` of its height and width (uniform,
     sub-pixel, bilinear), filling with 0: the NIN seed's ``width_shift_range`` /
     ``height_shift_range`` with ``fill_mode='constant', cval=0``.  Bilinear
-    interpolation of a translation is separable, so it is written as two gathers per
-    axis (:func:`_shift_axis`), which XLA compiles under every backend; Keras's
+    interpolation of a translation is separable, so it is written as one product with
+    an interpolation matrix per axis (:func:`_shift_axis`), which XLA compiles under
+    every backend; Keras's
     ``RandomTranslation`` turns off jit compilation of the whole training step
     (``supports_jit = False``) and ``ops.image.affine_transform`` is an op XLA cannot
     compile under TensorFlow (``ImageProjectiveTransformV3``)."""
@@ -151,16 +150,12 @@ class RandomPadCrop(_Augmentation):
     def transform(self, x):
         p = self.padding
         b = ops.shape(x)[0]
-        _, h, w, c = x.shape
-        xp = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
+        # the window at offset o of the padded image is the image shifted by p - o
         oy = keras.random.randint((b,), 0, 2 * p + 1, seed=self.generator)
         ox = keras.random.randint((b,), 0, 2 * p + 1, seed=self.generator)
-        rows = ops.expand_dims(oy, 1) + ops.expand_dims(ops.arange(h, dtype=oy.dtype), 0)
-        rows = ops.broadcast_to(ops.reshape(rows, (b, h, 1, 1)), (b, h, w + 2 * p, c))
-        xp = ops.take_along_axis(xp, rows, axis=1)
-        cols = ops.expand_dims(ox, 1) + ops.expand_dims(ops.arange(w, dtype=ox.dtype), 0)
-        cols = ops.broadcast_to(ops.reshape(cols, (b, 1, w, 1)), (b, h, w, c))
-        return ops.take_along_axis(xp, cols, axis=2)
+        dy = float(p) - ops.cast(oy, "float32")
+        dx = float(p) - ops.cast(ox, "float32")
+        return _shift_axis(_shift_axis(x, dy, 1), dx, 2)
 
 
 class Cutout(_Augmentation):

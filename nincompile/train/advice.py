@@ -16,14 +16,14 @@ from __future__ import annotations
 CPU_SOURCE = "bench/results/peers.json"
 #: NIN-BN training images/s on a 2-core CPU by ``(backend, jit_compile)``: the
 #: trainers ``nincompile:<backend>[-jit|-nojit]`` of :data:`CPU_SOURCE` (1,024 images,
-#: 2 interleaved rounds, 1-minute load 1.8-4.6 with the bench's own processes; the
+#: 2 interleaved rounds, 1-minute load 1.6-2.1 with the bench's own processes; the
 #: ratios are what the advice uses).
 CPU_IMAGES_PER_S: dict[tuple[str, bool], float] = {
-    ("tensorflow", False): 43.60,
-    ("tensorflow", True): 29.21,
-    ("jax", True): 10.84,
-    ("jax", False): 9.94,
-    ("torch", False): 39.23,
+    ("tensorflow", False): 71.93,
+    ("tensorflow", True): 34.72,
+    ("jax", True): 14.59,
+    ("jax", False): 10.83,
+    ("torch", False): 60.44,
 }
 #: The trainer of :data:`CPU_SOURCE` behind each key of :data:`CPU_IMAGES_PER_S`.
 CPU_TRAINERS = {
