@@ -100,10 +100,11 @@ def main() -> None:
     from nincompile import api
     from nincompile.export import export_onnx, load_source
     from nincompile.export.verify import session
+    from nincompile.spec import load_spec
 
     src = load_source(spec)
     model = src.model
-    forward_flop = 2 * int(api.compile_source(src.spec).graph.macs)
+    forward_flop = 2 * int(api.compile_source(load_spec(spec)).graph.macs)
     load = {"start": list(os.getloadavg())}
     with tempfile.TemporaryDirectory() as tmp:
         report = export_onnx(src, Path(tmp) / "model.onnx", opset=17)
