@@ -1,6 +1,7 @@
 """What every benchmark report holds and how it is written: the machine's facts and
 the installed versions (:func:`machine`), its measured fp32 matmul peak
-(:func:`matmul_peak`, the yardstick of "share of peak"), and the report as JSON plus
+(:func:`matmul_peak`, the yardstick of "share of peak", against a spec's
+multiply-accumulates, :func:`macs_per_image`), and the report as JSON plus
 a readable table (:func:`write_report`).  Imported by the scripts in this folder, which run as
 ``python bench/<script>.py`` (this folder is then first on ``sys.path``)."""
 
@@ -69,3 +70,12 @@ def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def macs_per_image(spec) -> int:
+    """The multiply-accumulates of one image's forward pass through ``spec`` (a path),
+    as nincompile counts them."""
+    from nincompile import api
+    from nincompile.spec import load_spec
+
+    return int(api.compile_source(load_spec(spec)).graph.macs)

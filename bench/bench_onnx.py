@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine, matmul_peak
+from _common import machine, macs_per_image, matmul_peak
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -97,14 +97,12 @@ def main() -> None:
     import onnxruntime as ort
     import tensorflow as tf
 
-    from nincompile import api
     from nincompile.export import export_onnx, load_source
     from nincompile.export.verify import session
-    from nincompile.spec import load_spec
 
     src = load_source(spec)
     model = src.model
-    forward_flop = 2 * int(api.compile_source(load_spec(spec)).graph.macs)
+    forward_flop = 2 * macs_per_image(spec)
     load = {"start": list(os.getloadavg())}
     with tempfile.TemporaryDirectory() as tmp:
         report = export_onnx(src, Path(tmp) / "model.onnx", opset=17)

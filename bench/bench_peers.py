@@ -56,7 +56,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import matmul_peak, write_report
+from _common import macs_per_image, matmul_peak, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "specs" / "nin_bamd.yaml"
@@ -188,10 +188,7 @@ def overrides(images: int, epochs: int) -> list[str]:
 
 
 def training_flops() -> int:
-    from nincompile import api
-    from nincompile.spec import load_spec
-
-    return 6 * int(api.compile_source(load_spec(SPEC)).graph.macs)
+    return 6 * macs_per_image(SPEC)
 
 
 def history_seconds(run: Path) -> list[float]:

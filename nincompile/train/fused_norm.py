@@ -38,69 +38,71 @@ keras = import_keras()
 MIN_EPSILON = 1.001e-5
 
 
-def _tensorflow_call(layer):
-    """``layer.call`` with its training branch on TensorFlow's FusedBatchNormV3."""
+def _tensorflow_kernel(layer, inputs):
+    """A training call of ``layer`` on TensorFlow's FusedBatchNormV3."""
     import tensorflow as tf
 
-    keras_call = layer.call
-
-    def call(inputs, training=None, mask=None):
-        if not _fusable(layer, inputs, training, mask):
-            return keras_call(inputs, training=training, mask=mask)
-        x = tf.cast(inputs, "float32")
-        channels = x.shape[-1]
-        gamma = tf.cast(layer.gamma, "float32") if layer.scale else tf.ones([channels])
-        beta = tf.cast(layer.beta, "float32") if layer.center else tf.zeros([channels])
-        y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=x,
-            scale=gamma,
-            offset=beta,
-            mean=tf.zeros([0]),
-            variance=tf.zeros([0]),
-            epsilon=layer.epsilon,
-            data_format="NHWC",
-            is_training=True,
-        )
-        n = tf.cast(tf.size(x) // channels, "float32")
-        variance = variance * ((n - 1.0) / n)  # the kernel's is unbiased; Keras's is not
-        _update_moving(layer, mean, variance)
-        return tf.cast(y, layer.compute_dtype)
-
-    return call
+    x = tf.cast(inputs, "float32")
+    channels = x.shape[-1]
+    gamma = tf.cast(layer.gamma, "float32") if layer.scale else tf.ones([channels])
+    beta = tf.cast(layer.beta, "float32") if layer.center else tf.zeros([channels])
+    y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+        x=x,
+        scale=gamma,
+        offset=beta,
+        mean=tf.zeros([0]),
+        variance=tf.zeros([0]),
+        epsilon=layer.epsilon,
+        data_format="NHWC",
+        is_training=True,
+    )
+    n = tf.cast(tf.size(x) // channels, "float32")
+    variance = variance * ((n - 1.0) / n)  # the kernel's is unbiased; Keras's is not
+    _update_moving(layer, mean, variance)
+    return y
 
 
-def _torch_call(layer):
-    """``layer.call`` with its training branch on PyTorch's native batch norm, on the
+def _torch_kernel(layer, inputs):
+    """A training call of ``layer`` on PyTorch's native batch norm, on the
     channels-last tensor seen as NCHW (a view: nothing is copied)."""
     import torch
 
+    x = inputs.float().permute(0, 3, 1, 2)
+    gamma = layer.gamma.value.float() if layer.scale else None
+    beta = layer.beta.value.float() if layer.center else None
+    y, mean, invstd = torch.native_batch_norm(x, gamma, beta, None, None, True, 0.0, layer.epsilon)
+    with torch.no_grad():  # the kernel keeps 1 / sqrt(variance + epsilon)
+        _update_moving(layer, mean, invstd.pow(-2) - layer.epsilon)
+    return y.permute(0, 2, 3, 1)
+
+
+#: the fused training kernel of each backend that has one
+KERNELS = {"tensorflow": _tensorflow_kernel, "torch": _torch_kernel}
+
+
+def _fused_call(layer, kernel):
+    """``layer.call`` with its training branch on ``kernel`` where the call trains on a
+    4-D channels-last input, Keras's own code otherwise."""
     keras_call = layer.call
 
     def call(inputs, training=None, mask=None):
-        if not _fusable(layer, inputs, training, mask):
+        rank = len(inputs.shape)
+        if (
+            not (training and layer.trainable)
+            or mask is not None
+            or rank != 4
+            or (layer.axis not in (-1, rank - 1))
+        ):
             return keras_call(inputs, training=training, mask=mask)
-        x = inputs.float().permute(0, 3, 1, 2)
-        gamma = layer.gamma.value.float() if layer.scale else None
-        beta = layer.beta.value.float() if layer.center else None
-        y, mean, invstd = torch.native_batch_norm(
-            x, gamma, beta, None, None, True, 0.0, layer.epsilon
-        )
-        with torch.no_grad():  # the kernel keeps 1 / sqrt(variance + epsilon)
-            variance = invstd.pow(-2) - layer.epsilon
-            _update_moving(layer, mean.detach(), variance)
-        return keras.ops.cast(y.permute(0, 2, 3, 1), layer.compute_dtype)
+        return keras.ops.cast(kernel(layer, inputs), layer.compute_dtype)
 
     return call
-
-
-#: the fused training call of each backend that has one
-CALLS = {"tensorflow": _tensorflow_call, "torch": _torch_call}
 
 
 def enabled() -> bool:
     """Whether training may switch batch normalisation to a fused kernel: a backend
-    in :data:`CALLS`, unless NINCOMPILE_FUSED_NORM=0."""
-    return keras.backend.backend() in CALLS and os.environ.get(
+    in :data:`KERNELS`, unless NINCOMPILE_FUSED_NORM=0."""
+    return keras.backend.backend() in KERNELS and os.environ.get(
         "NINCOMPILE_FUSED_NORM", "1"
     ) not in ("0", "false", "no", "off")
 
@@ -113,17 +115,6 @@ def eligible(layer) -> bool:
         and not layer.renorm
         and not layer.synchronized
         and layer.epsilon >= MIN_EPSILON
-    )
-
-
-def _fusable(layer, inputs, training, mask) -> bool:
-    """Whether this call of ``layer`` trains on a 4-D channels-last input."""
-    rank = len(inputs.shape)
-    return (
-        bool(training and layer.trainable)
-        and mask is None
-        and rank == 4
-        and (layer.axis in (-1, rank - 1))
     )
 
 
@@ -145,7 +136,8 @@ def fused_batch_norm(model):
     if enabled():
         for layer in model._flatten_layers(include_self=False, recursive=True):
             if eligible(layer) and "call" not in vars(layer):
-                object.__setattr__(layer, "call", CALLS[keras.backend.backend()](layer))
+                kernel = KERNELS[keras.backend.backend()]
+                object.__setattr__(layer, "call", _fused_call(layer, kernel))
                 switched.append(layer)
     try:
         yield switched
