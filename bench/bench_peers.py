@@ -233,6 +233,7 @@ def run_one(name: str, args, tmp: Path, r: int) -> dict:
 VARIANTS = {
     "unfused": {"NINCOMPILE_FUSED_NORM": "0"},  # Keras's own batch norm code
     "eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"},  # TensorFlow's choice of kernels
+    "nchwconv": {"NINCOMPILE_CHANNELS_LAST_CONV": "0"},  # Keras's torch conv (NCHW copies)
 }
 
 LABELS = {
@@ -247,6 +248,7 @@ LABELS = {
         "`nincompile train`, TensorFlow, oneDNN off, Keras's batch norm code"
     ),
     "nincompile:torch-unfused": "`nincompile train`, torch backend, Keras's batch norm code",
+    "nincompile:torch-nchwconv": "`nincompile train`, torch backend, Keras's convolution code",
     "torch:channels_last": "PyTorch by hand, channels-last",
     "torch:nchw": "PyTorch by hand, NCHW",
     "keras_layout:channels_last": "Keras layers (torch backend), channels_last, no augmentation",
@@ -272,7 +274,8 @@ def main() -> None:
         default="tensorflow,jax,torch,tensorflow-jit,jax-nojit",
         help="backends of `nincompile train`; -jit/-nojit: jit_compile on/off, -unfused: "
         "Keras's batch norm code (NINCOMPILE_FUSED_NORM=0), -eigen: TensorFlow's own "
-        "choice of kernels (TF_ENABLE_ONEDNN_OPTS=0)",
+        "choice of kernels (TF_ENABLE_ONEDNN_OPTS=0), -nchwconv: Keras's torch convolution "
+        "code (NINCOMPILE_CHANNELS_LAST_CONV=0)",
     )
     parser.add_argument("--peers", default="channels_last,nchw")
     parser.add_argument("--keras-layout", action="store_true")
@@ -334,6 +337,7 @@ def main() -> None:
         "fused_over_unfused_tensorflow": ratio("nincompile:tensorflow",
                                                "nincompile:tensorflow-unfused"),
         "fused_over_unfused_torch": ratio("nincompile:torch", "nincompile:torch-unfused"),
+        "channels_last_conv_torch": ratio("nincompile:torch", "nincompile:torch-nchwconv"),
         "onednn_over_eigen_tensorflow": ratio("nincompile:tensorflow",
                                               "nincompile:tensorflow-eigen"),
         "default_over_eigen_unfused_tensorflow": ratio("nincompile:tensorflow",
@@ -341,6 +345,8 @@ def main() -> None:
         "default_backend_over_torch_channels_last": ratio("nincompile:tensorflow",
                                                           "torch:channels_last"),
         "torch_backend_over_torch_nchw": ratio("nincompile:torch", "torch:nchw"),
+        "torch_backend_over_torch_channels_last": ratio("nincompile:torch",
+                                                        "torch:channels_last"),
         "jax_backend_over_torch_channels_last": ratio("nincompile:jax", "torch:channels_last"),
         "tensorflow_over_jax": ratio("nincompile:tensorflow", "nincompile:jax"),
         "tensorflow_over_torch_backend": ratio("nincompile:tensorflow", "nincompile:torch"),
@@ -419,12 +425,14 @@ def markdown(out: dict) -> str:
     names = {
         "fused_over_unfused_tensorflow": "TensorFlow: fused batch norm / Keras's code",
         "fused_over_unfused_torch": "torch backend: fused batch norm / Keras's code",
+        "channels_last_conv_torch": "torch backend: channels-last convolutions / Keras's code",
         "onednn_over_eigen_tensorflow": "TensorFlow: oneDNN on / off",
         "default_over_eigen_unfused_tensorflow": (
             "TensorFlow: both (default) / oneDNN off and Keras's batch norm code"
         ),
         "default_backend_over_torch_channels_last": "TensorFlow (default) / PyTorch channels-last",
         "torch_backend_over_torch_nchw": "torch backend / PyTorch NCHW",
+        "torch_backend_over_torch_channels_last": "torch backend / PyTorch channels-last",
         "jax_backend_over_torch_channels_last": "JAX / PyTorch channels-last",
         "tensorflow_over_jax": "TensorFlow / JAX (jit)",
         "tensorflow_over_torch_backend": "TensorFlow / torch backend",

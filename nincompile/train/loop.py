@@ -36,7 +36,16 @@ from ..keras_builder import freeze
 from ..keras_import import import_keras
 from ..runs import folder as runs
 from ..runs.run import Run
-from . import advice, distribute, fused_norm, init_weights, interrupts, recipe, report
+from . import (
+    advice,
+    channels_last_conv,
+    distribute,
+    fused_norm,
+    init_weights,
+    interrupts,
+    recipe,
+    report,
+)
 from . import resume as resuming
 from .schedule import EpochSchedule, describe
 
@@ -450,7 +459,11 @@ class _Session:
         self.tb = report.TensorBoardLog(self.run.file(runs.TENSORBOARD) if self.topo.chief
                                         else None)  # fmt: skip
         done = 0
-        with interrupts.held(), fused_norm.fused_batch_norm(self.model):
+        with (
+            interrupts.held(),
+            fused_norm.fused_batch_norm(self.model),
+            channels_last_conv.channels_last_conv(self.model),
+        ):
             for epoch in range(self.start, cfg.epochs):
                 interrupts.check()  # a stop noted during the last epoch's commit
                 if stop_after is not None and done >= stop_after:
