@@ -233,7 +233,7 @@ def run_one(name: str, args, tmp: Path, r: int) -> dict:
 VARIANTS = {
     "unfused": {"NINCOMPILE_FUSED_NORM": "0"},  # Keras's own batch norm code
     "eigen": {"TF_ENABLE_ONEDNN_OPTS": "0"},  # TensorFlow's choice of kernels
-    "nchwconv": {"NINCOMPILE_CHANNELS_LAST_CONV": "0"},  # Keras's torch conv (NCHW copies)
+    "keraslayout": {"NINCOMPILE_CHANNELS_LAST": "0"},  # Keras's torch conv and pooling code
 }
 
 LABELS = {
@@ -248,7 +248,9 @@ LABELS = {
         "`nincompile train`, TensorFlow, oneDNN off, Keras's batch norm code"
     ),
     "nincompile:torch-unfused": "`nincompile train`, torch backend, Keras's batch norm code",
-    "nincompile:torch-nchwconv": "`nincompile train`, torch backend, Keras's convolution code",
+    "nincompile:torch-keraslayout": (
+        "`nincompile train`, torch backend, Keras's convolution and pooling code"
+    ),
     "torch:channels_last": "PyTorch by hand, channels-last",
     "torch:nchw": "PyTorch by hand, NCHW",
     "keras_layout:channels_last": "Keras layers (torch backend), channels_last, no augmentation",
@@ -274,8 +276,8 @@ def main() -> None:
         default="tensorflow,jax,torch,tensorflow-jit,jax-nojit",
         help="backends of `nincompile train`; -jit/-nojit: jit_compile on/off, -unfused: "
         "Keras's batch norm code (NINCOMPILE_FUSED_NORM=0), -eigen: TensorFlow's own "
-        "choice of kernels (TF_ENABLE_ONEDNN_OPTS=0), -nchwconv: Keras's torch convolution "
-        "code (NINCOMPILE_CHANNELS_LAST_CONV=0)",
+        "choice of kernels (TF_ENABLE_ONEDNN_OPTS=0), -keraslayout: Keras's torch "
+        "convolution and pooling code (NINCOMPILE_CHANNELS_LAST=0)",
     )
     parser.add_argument("--peers", default="channels_last,nchw")
     parser.add_argument("--keras-layout", action="store_true")
@@ -337,7 +339,7 @@ def main() -> None:
         "fused_over_unfused_tensorflow": ratio("nincompile:tensorflow",
                                                "nincompile:tensorflow-unfused"),
         "fused_over_unfused_torch": ratio("nincompile:torch", "nincompile:torch-unfused"),
-        "channels_last_conv_torch": ratio("nincompile:torch", "nincompile:torch-nchwconv"),
+        "channels_last_torch": ratio("nincompile:torch", "nincompile:torch-keraslayout"),
         "onednn_over_eigen_tensorflow": ratio("nincompile:tensorflow",
                                               "nincompile:tensorflow-eigen"),
         "default_over_eigen_unfused_tensorflow": ratio("nincompile:tensorflow",
@@ -425,7 +427,7 @@ def markdown(out: dict) -> str:
     names = {
         "fused_over_unfused_tensorflow": "TensorFlow: fused batch norm / Keras's code",
         "fused_over_unfused_torch": "torch backend: fused batch norm / Keras's code",
-        "channels_last_conv_torch": "torch backend: channels-last convolutions / Keras's code",
+        "channels_last_torch": "torch backend: channels-last conv and pooling / Keras's code",
         "onednn_over_eigen_tensorflow": "TensorFlow: oneDNN on / off",
         "default_over_eigen_unfused_tensorflow": (
             "TensorFlow: both (default) / oneDNN off and Keras's batch norm code"

@@ -28,6 +28,7 @@ from ..errors import NincompileError
 from ..keras_import import import_keras
 from ..runs.model import SavedModel, load_saved
 from . import report
+from .channels_last import channels_last
 
 keras = import_keras()
 
@@ -53,11 +54,13 @@ def _outputs(trained: SavedModel, batches, batch_size: int, n_classes: int) -> n
     """The model's raw outputs for every batch of uint8 images, in order."""
     wrappers = {}  # one wrapper per raw image shape (one, in practice)
     outs = []
-    for part in batches:
-        shape = tuple(part.shape[1:])
-        if shape not in wrappers:
-            wrappers[shape] = pipeline.wrap(trained.model, shape, trained.data, augment=False)
-        outs.append(np.asarray(wrappers[shape].predict(part, batch_size=batch_size, verbose=0)))
+    with channels_last(trained.model):
+        for part in batches:
+            shape = tuple(part.shape[1:])
+            if shape not in wrappers:
+                wrappers[shape] = pipeline.wrap(trained.model, shape, trained.data, augment=False)
+            out = wrappers[shape].predict(part, batch_size=batch_size, verbose=0)
+            outs.append(np.asarray(out))
     if not outs:
         return np.zeros((0, n_classes), np.float32)
     return np.concatenate(outs)

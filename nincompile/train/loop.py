@@ -38,7 +38,7 @@ from ..runs import folder as runs
 from ..runs.run import Run
 from . import (
     advice,
-    channels_last_conv,
+    channels_last,
     distribute,
     fused_norm,
     init_weights,
@@ -462,7 +462,7 @@ class _Session:
         with (
             interrupts.held(),
             fused_norm.fused_batch_norm(self.model),
-            channels_last_conv.channels_last_conv(self.model),
+            channels_last.channels_last(self.model),
         ):
             for epoch in range(self.start, cfg.epochs):
                 interrupts.check()  # a stop noted during the last epoch's commit

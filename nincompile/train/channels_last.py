@@ -1,0 +1,166 @@
+"""Convolutions and max pooling on channels-last memory under the torch backend
+(train, evaluate, predict).
+
+nincompile's models are channels-last (NHWC).  Keras 3's torch backend hands each
+convolution to ``torch.nn.functional.conv2d`` as NCHW: it permutes the input, copies
+it into NCHW memory (``.contiguous()``), then copies it back into channels-last memory
+(``.contiguous(memory_format=torch.channels_last)``), the layout PyTorch's CPU and
+cuDNN kernels are fastest on, and adds the bias in a pass of its own.  Max pooling
+copies its input into NCHW memory, and with "same" padding split unevenly (a 3x3
+window, stride 2, on 32x32) first copies it into a padded tensor.  An NHWC tensor
+permuted to NCHW already *is* channels-last memory, so those copies move the
+activations for nothing.
+
+:func:`channels_last` switches a model's eligible ``Conv2D`` and ``MaxPooling2D``
+layers, for as long as the block lasts (``nincompile train`` holds it over the epochs,
+``evaluate`` and ``predict`` over their batches), to calls that hand PyTorch the
+permuted view itself (copying only an input whose memory is not NHWC):
+
+- ``Conv2D``: the ``conv2d`` call Keras makes (strides, dilation, groups, "same"
+  padding split the same way, the kernel in channels-last memory), with the bias
+  added inside the convolution;
+- ``MaxPooling2D``: ``max_pool2d`` with the padding as an argument where the windows
+  are Keras's (even padding, or ceil mode for an extra pixel after), an explicit
+  ``-inf`` padding otherwise (the maximum of a window that holds a real pixel is the
+  same as with the edge replicated, Keras's padding).
+
+The function computed is the same: ``tests/test_channels_last.py`` checks outputs and
+gradients against Keras's code and counts the activation copies left.  No layer's
+class, config or weights change.  Set ``NINCOMPILE_CHANNELS_LAST=0`` to keep Keras's
+code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+from ..keras_import import import_keras
+
+keras = import_keras()
+
+
+def same_padding(size: int, window: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """Keras's "same" padding of one spatial axis as (before, after): the extra pixel
+    of an odd total goes after."""
+    effective = (window - 1) * dilation + 1
+    out = (size + stride - 1) // stride
+    total = max(0, (out - 1) * stride + effective - size)
+    return total // 2, total - total // 2
+
+
+def _nchw_view(inputs):
+    """The NHWC ``inputs`` as an NCHW tensor in channels-last memory: a view, or a copy
+    where the memory is not NHWC."""
+    import torch
+
+    x = keras.ops.convert_to_tensor(inputs).permute(0, 3, 1, 2)
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _conv_call(layer):
+    """``layer.call`` (a Conv2D) on channels-last memory, the bias inside the conv."""
+    import torch
+    import torch.nn.functional as F
+
+    strides = tuple(layer.strides)
+    dilation = tuple(layer.dilation_rate)
+
+    def call(inputs):
+        x = _nchw_view(inputs)
+        w = keras.ops.convert_to_tensor(layer.kernel).permute(3, 2, 0, 1)
+        w = w.contiguous(memory_format=torch.channels_last)
+        bias = keras.ops.convert_to_tensor(layer.bias) if layer.use_bias else None
+        padding: tuple[int, int] | int = 0
+        if layer.padding == "same":
+            pads = [same_padding(x.shape[2 + i], w.shape[2 + i], strides[i], dilation[i])
+                    for i in range(2)]  # fmt: skip
+            if all(before == after for before, after in pads):
+                padding = (pads[0][0], pads[1][0])
+            else:
+                x = F.pad(x, (*pads[1], *pads[0]))
+        y = F.conv2d(x, w, bias, stride=strides, padding=padding, dilation=dilation,
+                     groups=x.shape[1] // w.shape[1]).permute(0, 2, 3, 1)  # fmt: skip
+        return y if layer.activation is None else layer.activation(y)
+
+    return call
+
+
+def _ceil_mode_size(size: int, window: int, stride: int, pad: int) -> int:
+    """PyTorch's pooled size with ceil mode (a window that would start in the right
+    padding is dropped)."""
+    out = math.ceil((size + 2 * pad - window) / stride) + 1
+    return out - 1 if (out - 1) * stride >= size + pad else out
+
+
+def _max_pool_call(layer):
+    """``layer.call`` (a MaxPooling2D) on channels-last memory."""
+    import torch.nn.functional as F
+
+    window = tuple(layer.pool_size)
+    strides = tuple(layer.strides)
+
+    def call(inputs):
+        x = _nchw_view(inputs)
+        padding, ceil_mode = (0, 0), False
+        if layer.padding == "same":
+            sizes = x.shape[2:]
+            pads = [same_padding(sizes[i], window[i], strides[i]) for i in range(2)]
+            padding = (pads[0][0], pads[1][0])
+            if any(before != after for before, after in pads):
+                wanted = [-(-sizes[i] // strides[i]) for i in range(2)]  # Keras's sizes
+                ceil_mode = all(
+                    _ceil_mode_size(sizes[i], window[i], strides[i], padding[i]) == wanted[i]
+                    for i in range(2)
+                )
+                if not ceil_mode:  # pad explicitly: -inf never wins a window's maximum
+                    x = F.pad(x, (*pads[1], *pads[0]), value=-math.inf)
+                    padding = (0, 0)
+        y = F.max_pool2d(x, window, strides, padding=padding, ceil_mode=ceil_mode)
+        return y.permute(0, 2, 3, 1)
+
+    return call
+
+
+#: the layers switched, each with its channels-last call
+CALLS = {"Conv2D": _conv_call, "MaxPooling2D": _max_pool_call}
+
+
+def enabled() -> bool:
+    """Whether to switch layers to channels-last memory: the torch backend, unless
+    NINCOMPILE_CHANNELS_LAST=0."""
+    return keras.backend.backend() == "torch" and os.environ.get(
+        "NINCOMPILE_CHANNELS_LAST", "1"
+    ) not in ("0", "false", "no", "off")
+
+
+def eligible(layer) -> bool:
+    """Whether ``layer`` is a channels-last 2-D convolution or max pooling this module
+    computes (exactly those classes, not subclasses)."""
+    kind = type(layer)
+    return (
+        kind.__name__ in CALLS
+        and kind is getattr(keras.layers, kind.__name__)
+        and layer.data_format == "channels_last"
+    )
+
+
+@contextlib.contextmanager
+def channels_last(model):
+    """Inside, ``model``'s eligible layers run on channels-last memory (see the
+    module's text); yields the layers switched (none where :func:`enabled` is false).
+    Leaving the block gives them back Keras's code."""
+    switched = []
+    if enabled():
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            if eligible(layer) and "call" not in vars(layer):
+                object.__setattr__(layer, "call", CALLS[type(layer).__name__](layer))
+                switched.append(layer)
+    try:
+        yield switched
+    finally:
+        for layer in switched:
+            object.__delattr__(layer, "call")

@@ -1,0 +1,195 @@
+"""Issue 20: under the torch backend, each Conv2D and MaxPooling2D runs on the
+channels-last memory of its NHWC input (nincompile.train.channels_last), without the
+copies Keras's torch backend makes, and computes what Keras computes.
+
+The checks run under torch in a subprocess (this file run as a script); the tests in
+this process check the padding arithmetic, eligibility and the switch's conditions."""
+
+import contextlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from nincompile.keras_import import import_keras
+from nincompile.train import channels_last
+
+keras = import_keras()
+
+#: layers compared with Keras's code: "same" padding split evenly and not (an even
+#: window, a stride), dilation, groups, 1x1, pooling whose extra pixel after is ceil
+#: mode (3/2 on 11 and 10) or explicit (2/1: ceil mode would add a window)
+LAYERS = {
+    "conv-5x5-same": lambda: keras.layers.Conv2D(6, 5, padding="same"),
+    "conv-1x1-relu": lambda: keras.layers.Conv2D(7, 1, activation="relu"),
+    "conv-3x3-valid-stride2": lambda: keras.layers.Conv2D(4, 3, strides=2),
+    "conv-3x3-same-stride2": lambda: keras.layers.Conv2D(4, 3, strides=2, padding="same"),
+    "conv-4x2-same": lambda: keras.layers.Conv2D(5, (4, 2), padding="same"),
+    "conv-dilation2": lambda: keras.layers.Conv2D(3, 3, dilation_rate=2, padding="same"),
+    "conv-groups2-no-bias": lambda: keras.layers.Conv2D(6, 3, groups=2, use_bias=False),
+    "pool-3-stride2-same": lambda: keras.layers.MaxPooling2D(3, strides=2, padding="same"),
+    "pool-2-stride1-same": lambda: keras.layers.MaxPooling2D(2, strides=1, padding="same"),
+    "pool-2-valid": lambda: keras.layers.MaxPooling2D(2),
+    "pool-3x2-stride-2x1-same": lambda: keras.layers.MaxPooling2D(
+        (3, 2), strides=(2, 1), padding="same"
+    ),
+    "pool-3-stride1-same": lambda: keras.layers.MaxPooling2D(3, strides=1, padding="same"),
+}
+#: the layers whose padding is still a tensor of its own, forward and backward
+PADDED = {"conv-3x3-same-stride2": 2, "conv-4x2-same": 2, "pool-2-stride1-same": 2,
+          "pool-3x2-stride-2x1-same": 2}  # fmt: skip
+
+
+def _switching(model, switch: bool):
+    """The switch over ``model``, or nothing switched."""
+    return channels_last.channels_last(model) if switch else contextlib.nullcontext([])
+
+
+def _activation_copies(layer, x) -> int:
+    """How many copies of an activation-sized tensor one forward and backward pass of
+    ``layer`` on ``x`` makes (PyTorch's profiler, shapes recorded)."""
+    import torch
+
+    sizes = {x.numel(), int(np.prod(layer.compute_output_shape(tuple(x.shape))))}
+    with torch.profiler.profile(record_shapes=True) as prof:
+        y = layer(x)
+        (y * y).sum().backward()
+    return sum(
+        1
+        for event in prof.events()
+        if event.name == "aten::copy_"
+        and any(shape and int(np.prod(shape)) in sizes for shape in event.input_shapes)
+    )
+
+
+def _under_torch() -> dict:
+    """Every check that needs the torch backend; returns what it found."""
+    import torch
+
+    found = {"backend": keras.backend.backend(), "layers": {}}
+    rng = np.random.default_rng(0)
+    x_np = rng.normal(size=(2, 11, 10, 4)).astype("float32")
+    for name, make in LAYERS.items():
+        layer = make()
+        layer.build(x_np.shape)
+        params = [w.value for w in layer.trainable_weights]
+        results = []
+        for switch in (False, True):
+            x = torch.tensor(x_np, requires_grad=True)
+            with _switching(keras.Sequential([layer]), switch) as on:
+                assert len(on) == int(switch)
+                y = layer(x)
+                (y * y).sum().backward()
+                copies = _activation_copies(layer, torch.tensor(x_np, requires_grad=True))
+                # memory not NHWC: copied, the same result
+                permuted = torch.tensor(x_np.transpose(0, 2, 1, 3)).permute(0, 2, 1, 3)
+                y_permuted = layer(permuted)
+            results.append({
+                "y": y.detach().numpy(), "y_permuted": y_permuted.detach().numpy(),
+                "grads": [x.grad.numpy()] + [p.grad.numpy() for p in params],
+                "copies": copies,
+            })  # fmt: skip
+            for p in params:
+                p.grad = None
+        keras_code, switched = results
+        np.testing.assert_allclose(switched["y"], keras_code["y"], rtol=1e-6, atol=1e-6,
+                                   err_msg=name)  # fmt: skip
+        np.testing.assert_allclose(switched["y_permuted"], keras_code["y"], rtol=1e-6,
+                                   atol=1e-6, err_msg=name)  # fmt: skip
+        for a, b in zip(keras_code["grads"], switched["grads"], strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4, err_msg=name)
+        found["layers"][name] = {"keras": keras_code["copies"], "switched": switched["copies"]}
+    found["losses"] = [_train(switch) for switch in (False, True)]
+    return found
+
+
+def _train(switch: bool) -> list[float]:
+    """Four training steps of a small model with both kinds of layer."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((9, 9, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = keras.layers.Conv2D(6, 1)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                  loss="sparse_categorical_crossentropy")  # fmt: skip
+    rng = np.random.default_rng(1)
+    xs = rng.normal(size=(8, 9, 9, 3)).astype("float32")
+    ys = rng.integers(0, 3, 8)
+    with _switching(model, switch) as on:
+        assert len(on) == 3 * switch
+        return [float(model.train_on_batch(xs, ys)) for _ in range(4)]
+
+
+def test_computes_what_keras_computes_without_copying_activations(backend_env):
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, __file__], env=backend_env("torch"), cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["backend"] == "torch"
+    assert set(found["layers"]) == set(LAYERS)
+    for name, copies in found["layers"].items():
+        # Keras's code copies each input into NCHW memory (a convolution then back
+        # into channels-last memory); switched, only a padding split unevenly that
+        # ceil mode cannot express is still a tensor of its own (forward and backward)
+        assert copies["switched"] == PADDED.get(name, 0), (name, copies)
+        assert copies["keras"] >= copies["switched"] + (name not in PADDED), (name, copies)
+    keras_losses, switched_losses = found["losses"]
+    np.testing.assert_allclose(switched_losses, keras_losses, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "size, window, stride, dilation, expected",
+    [(32, 5, 1, 1, (2, 2)), (32, 3, 2, 1, (0, 1)), (11, 3, 2, 1, (1, 1)), (10, 4, 1, 1, (1, 2)),
+     (10, 3, 1, 2, (2, 2)), (5, 1, 3, 1, (0, 0)), (7, 2, 3, 1, (0, 1))],
+)  # fmt: skip
+def test_same_padding_is_keras_s(size, window, stride, dilation, expected):
+    assert channels_last.same_padding(size, window, stride, dilation) == expected
+    out = -(-size // stride)  # Keras's "same": ceil(size / stride) outputs
+    before, after = expected
+    assert (size + before + after - ((window - 1) * dilation + 1)) // stride + 1 == out
+
+
+@pytest.mark.parametrize(
+    "layer, expected",
+    [
+        (lambda: keras.layers.Conv2D(4, 3), True),
+        (lambda: keras.layers.MaxPooling2D(), True),
+        (lambda: keras.layers.Conv2D(4, 3, data_format="channels_first"), False),
+        (lambda: keras.layers.MaxPooling2D(data_format="channels_first"), False),
+        (lambda: keras.layers.AveragePooling2D(2), False),
+        (lambda: keras.layers.DepthwiseConv2D(3), False),
+        (lambda: keras.layers.SeparableConv2D(4, 3), False),
+        (lambda: keras.layers.Conv2DTranspose(4, 3), False),
+        (lambda: keras.layers.Conv1D(4, 3), False),
+        (lambda: type("MyConv", (keras.layers.Conv2D,), {})(4, 3), False),
+    ],
+    ids=["conv2d", "max-pool", "conv-channels-first", "pool-channels-first", "average-pool",
+         "depthwise", "separable", "transpose", "conv1d", "subclass"],
+)  # fmt: skip
+def test_eligible(layer, expected):
+    assert channels_last.eligible(layer()) is expected
+
+
+def test_only_under_torch_and_off_by_environment(monkeypatch):
+    model = keras.Sequential([keras.Input((5, 5, 2)), keras.layers.Conv2D(3, 3)])
+    with channels_last.channels_last(model) as switched:
+        assert (switched != []) == (keras.backend.backend() == "torch")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    monkeypatch.setenv("NINCOMPILE_CHANNELS_LAST", "0")
+    assert not channels_last.enabled()
+    monkeypatch.delenv("NINCOMPILE_CHANNELS_LAST")
+    assert channels_last.enabled()
+    with channels_last.channels_last(model) as switched:
+        assert switched == [model.layers[0]] and "call" in vars(model.layers[0])
+    assert "call" not in vars(model.layers[0])  # given back
+
+
+if __name__ == "__main__":
+    print(json.dumps(_under_torch()))
