@@ -103,7 +103,29 @@ def _under_torch() -> dict:
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4, err_msg=name)
         found["layers"][name] = {"keras": keras_code["copies"], "switched": switched["copies"]}
     found["losses"] = [_train(switch) for switch in (False, True)]
+    found["bfloat16"] = _mixed_precision()
     return found
+
+
+def _mixed_precision() -> str:
+    """Under mixed_bfloat16 the switched layers compute in bfloat16 what Keras's do;
+    returns the output dtype."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        inputs = keras.Input((12, 12, 3))
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+        model = keras.Model(inputs, keras.layers.MaxPooling2D(3, 2, padding="same")(x))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    xs = np.random.default_rng(2).normal(size=(2, 12, 12, 3)).astype("float32")
+    expected = model(xs)
+    with channels_last.channels_last(model) as on:
+        assert len(on) == 2
+        got = model(xs)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got.detach().float().numpy(), expected.detach().float().numpy(),
+                               rtol=1e-2, atol=1e-2)  # fmt: skip
+    return str(got.dtype)
 
 
 def _train(switch: bool) -> list[float]:
@@ -140,6 +162,7 @@ def test_computes_what_keras_computes_without_copying_activations(backend_env):
         # ceil mode cannot express is still a tensor of its own (forward and backward)
         assert copies["switched"] == PADDED.get(name, 0), (name, copies)
         assert copies["keras"] >= copies["switched"] + (name not in PADDED), (name, copies)
+    assert found["bfloat16"] == "torch.bfloat16"
     keras_losses, switched_losses = found["losses"]
     np.testing.assert_allclose(switched_losses, keras_losses, rtol=1e-5)
 
