@@ -5,9 +5,10 @@ The figures are NIN-BN (``specs/nin_bamd.yaml``, batch 128, flip + shift) traini
 images/s, copied from the benchmark result files in the repository (a test checks
 that they still match): :data:`CPU_SOURCE` from ``bench/bench_peers.py`` on a shared
 2-core CPU, :data:`GPU_SOURCE` from ``bench/gpu_check.sh`` on one H200 (JAX only).
-On a CPU TensorFlow without jit is the fastest; JAX's jit is still faster than its
-eager mode.  On a GPU JAX with jit is the measured path.  ``jit_compile: auto``
-(:func:`nincompile.train.recipe.jit_compile`) follows the same figures.
+On a CPU TensorFlow without jit is the fastest, level with the torch backend; JAX's
+jit is still faster than its eager mode.  On a GPU JAX with jit is the measured path.
+``jit_compile: auto`` (:func:`nincompile.train.recipe.jit_compile`) follows the same
+figures.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from __future__ import annotations
 CPU_SOURCE = "bench/results/peers.json"
 #: NIN-BN training images/s on a 2-core CPU by ``(backend, jit_compile)``: the
 #: trainers ``nincompile:<backend>[-jit|-nojit]`` of :data:`CPU_SOURCE` (1,024 images,
-#: 2 interleaved rounds, 1-minute load 1.6-2.1 with the bench's own processes; the
-#: ratios are what the advice uses).
+#: 2 interleaved rounds, AVX-512 AMD EPYC, 1-minute load 0.5-2.1 with the bench's own
+#: processes; the ratios are what the advice uses).
 CPU_IMAGES_PER_S: dict[tuple[str, bool], float] = {
-    ("tensorflow", False): 71.93,
-    ("tensorflow", True): 34.72,
-    ("jax", True): 14.59,
-    ("jax", False): 10.83,
-    ("torch", False): 60.44,
+    ("tensorflow", False): 109.29,
+    ("tensorflow", True): 40.21,
+    ("jax", True): 32.63,
+    ("jax", False): 21.70,
+    ("torch", False): 107.68,
 }
 #: The trainer of :data:`CPU_SOURCE` behind each key of :data:`CPU_IMAGES_PER_S`.
 CPU_TRAINERS = {
