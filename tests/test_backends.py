@@ -99,6 +99,12 @@ def test_train_and_resume_under_backend(backend, tmp_path, backend_env):
     assert metrics["final"]["loss"] == metrics["final"]["loss"]  # not NaN
     if backend == "jax":
         assert metrics["jit_compile"] is True
+    # the layers each faster kernel ran: batch norm fused under TensorFlow and torch,
+    # the conv and the max pooling on channels-last memory under torch
+    assert metrics["kernels"] == {
+        "fused_batch_norm": int(backend != "jax"),
+        "channels_last": 2 * (backend == "torch"),
+    }
     assert (run / "model.keras").is_file()
     assert metrics["data_on_device"] is False  # auto: no accelerator here
     if backend == "tensorflow":

@@ -104,7 +104,55 @@ def _under_torch() -> dict:
         found["layers"][name] = {"keras": keras_code["copies"], "switched": switched["copies"]}
     found["losses"] = [_train(switch) for switch in (False, True)]
     found["bfloat16"] = _mixed_precision()
+    found["predict"] = _predict()
     return found
+
+
+def _predict() -> dict:
+    """``nincompile.predict`` runs the switched layers and gives Keras's answer."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    import nincompile
+
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.MaxPooling2D(3, 2, padding="same")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    calls = {name: 0 for name in channels_last.CALLS}
+
+    def counting(name, make):
+        def make_counted(layer):
+            call = make(layer)
+
+            def counted(*args, **kwargs):
+                calls[name] += 1
+                return call(*args, **kwargs)
+
+            return counted
+
+        return make_counted
+
+    channels_last.CALLS.update({n: counting(n, f) for n, f in channels_last.CALLS.items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / "m.keras")
+        pixels = np.random.default_rng(3).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(Path(tmp) / "a.png")
+        top, switched_calls = {}, {}
+        for setting in ("1", "0"):
+            os.environ["NINCOMPILE_CHANNELS_LAST"] = setting
+            result = nincompile.predict(Path(tmp) / "m.keras", Path(tmp) / "a.png", top=3)
+            top[setting] = [(t["class"], t["probability"]) for t in result[0]["top"]]
+            switched_calls[setting] = dict(calls)
+    del os.environ["NINCOMPILE_CHANNELS_LAST"]
+    assert [c for c, _ in top["1"]] == [c for c, _ in top["0"]]
+    np.testing.assert_allclose([p for _, p in top["1"]], [p for _, p in top["0"]], rtol=1e-5)
+    return switched_calls
 
 
 def _mixed_precision() -> str:
@@ -163,6 +211,10 @@ def test_computes_what_keras_computes_without_copying_activations(backend_env):
         assert copies["switched"] == PADDED.get(name, 0), (name, copies)
         assert copies["keras"] >= copies["switched"] + (name not in PADDED), (name, copies)
     assert found["bfloat16"] == "torch.bfloat16"
+    # predict ran the switched layers, and none with NINCOMPILE_CHANNELS_LAST=0
+    switched, off = found["predict"]["1"], found["predict"]["0"]
+    assert switched["Conv2D"] >= 1 and switched["MaxPooling2D"] >= 1
+    assert off == switched
     keras_losses, switched_losses = found["losses"]
     np.testing.assert_allclose(switched_losses, keras_losses, rtol=1e-5)
 

@@ -461,9 +461,11 @@ class _Session:
         done = 0
         with (
             interrupts.held(),
-            fused_norm.fused_batch_norm(self.model),
-            channels_last.channels_last(self.model),
+            fused_norm.fused_batch_norm(self.model) as fused,
+            channels_last.channels_last(self.model) as laid_out,
         ):
+            # what metrics.json records: the layers each faster kernel runs
+            self.kernels = {"fused_batch_norm": len(fused), "channels_last": len(laid_out)}
             for epoch in range(self.start, cfg.epochs):
                 interrupts.check()  # a stop noted during the last epoch's commit
                 if stop_after is not None and done >= stop_after:
@@ -557,6 +559,7 @@ class _Session:
         metrics["init_weights"] = self.init_info
         metrics["resumed_with_changes"] = self.resumed
         metrics["data_on_device"] = self.place.on_device
+        metrics["kernels"] = self.kernels
         run.write_json(runs.METRICS, metrics)
         report.curves(self.history, run.file(runs.CURVES), self.spec.name)
         self.tb.epoch(row)
