@@ -71,37 +71,50 @@ def _under_torch() -> dict:
 
     found = {"backend": keras.backend.backend(), "layers": {}}
     rng = np.random.default_rng(0)
-    x_np = rng.normal(size=(2, 11, 10, 4)).astype("float32")
+    inputs = {  # continuous values, and rounded after a ReLU: many tied maxima
+        "normal": rng.normal(size=(2, 11, 10, 4)).astype("float32"),
+        "ties": np.maximum(np.round(rng.normal(size=(2, 7, 9, 4))), 0).astype("float32"),
+    }
     for name, make in LAYERS.items():
-        layer = make()
-        layer.build(x_np.shape)
-        params = [w.value for w in layer.trainable_weights]
-        results = []
-        for switch in (False, True):
-            x = torch.tensor(x_np, requires_grad=True)
-            with _switching(keras.Sequential([layer]), switch) as on:
-                assert len(on) == int(switch)
-                y = layer(x)
-                (y * y).sum().backward()
-                copies = _activation_copies(layer, torch.tensor(x_np, requires_grad=True))
-                # memory not NHWC: copied, the same result
-                permuted = torch.tensor(x_np.transpose(0, 2, 1, 3)).permute(0, 2, 1, 3)
-                y_permuted = layer(permuted)
-            results.append({
-                "y": y.detach().numpy(), "y_permuted": y_permuted.detach().numpy(),
-                "grads": [x.grad.numpy()] + [p.grad.numpy() for p in params],
-                "copies": copies,
-            })  # fmt: skip
-            for p in params:
-                p.grad = None
-        keras_code, switched = results
-        np.testing.assert_allclose(switched["y"], keras_code["y"], rtol=1e-6, atol=1e-6,
-                                   err_msg=name)  # fmt: skip
-        np.testing.assert_allclose(switched["y_permuted"], keras_code["y"], rtol=1e-6,
-                                   atol=1e-6, err_msg=name)  # fmt: skip
-        for a, b in zip(keras_code["grads"], switched["grads"], strict=True):
-            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4, err_msg=name)
-        found["layers"][name] = {"keras": keras_code["copies"], "switched": switched["copies"]}
+        for kind, x_np in inputs.items():
+            layer = make()
+            layer.build(x_np.shape)
+            params = [w.value for w in layer.trainable_weights]
+            results = []
+            for switch in (False, True):
+                x = torch.tensor(x_np, requires_grad=True)
+                with _switching(keras.Sequential([layer]), switch) as on:
+                    assert len(on) == int(switch)
+                    y = layer(x)
+                    (y * y).sum().backward()
+                    grads = [x.grad.numpy()] + [p.grad.numpy().copy() for p in params]
+                    for p in params:
+                        p.grad = None
+                    copies = _activation_copies(layer, torch.tensor(x_np, requires_grad=True))
+                    # memory not NHWC: copied, the same result
+                    permuted = torch.tensor(x_np.transpose(0, 2, 1, 3)).permute(0, 2, 1, 3)
+                    y_permuted = layer(permuted)
+                    # integers pool too (Keras's edge padding works for any dtype)
+                    y_int = layer(torch.tensor(x_np.astype("int32"))) if not params else None
+                for p in params:
+                    p.grad = None
+                results.append({
+                    "y": y.detach().numpy(), "y_permuted": y_permuted.detach().numpy(),
+                    "y_int": None if y_int is None else y_int.numpy(), "grads": grads,
+                    "copies": copies,
+                })  # fmt: skip
+            keras_code, switched = results
+            what = f"{name}, {kind} input"
+            for key in ("y", "y_permuted"):
+                np.testing.assert_allclose(switched[key], keras_code["y"], rtol=1e-6, atol=1e-6,
+                                           err_msg=what)  # fmt: skip
+            if keras_code["y_int"] is not None:
+                np.testing.assert_array_equal(switched["y_int"], keras_code["y_int"], what)
+            for a, b in zip(keras_code["grads"], switched["grads"], strict=True):
+                np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-4, err_msg=what)
+            if kind == "normal":
+                found["layers"][name] = {"keras": keras_code["copies"],
+                                         "switched": switched["copies"]}  # fmt: skip
     found["losses"] = [_train(switch) for switch in (False, True)]
     found["bfloat16"] = _mixed_precision()
     found["predict"] = _predict()
@@ -219,16 +232,19 @@ def test_computes_what_keras_computes_without_copying_activations(backend_env):
     np.testing.assert_allclose(switched_losses, keras_losses, rtol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "size, window, stride, dilation, expected",
-    [(32, 5, 1, 1, (2, 2)), (32, 3, 2, 1, (0, 1)), (11, 3, 2, 1, (1, 1)), (10, 4, 1, 1, (1, 2)),
-     (10, 3, 1, 2, (2, 2)), (5, 1, 3, 1, (0, 0)), (7, 2, 3, 1, (0, 1))],
-)  # fmt: skip
-def test_same_padding_is_keras_s(size, window, stride, dilation, expected):
-    assert channels_last.same_padding(size, window, stride, dilation) == expected
-    out = -(-size // stride)  # Keras's "same": ceil(size / stride) outputs
-    before, after = expected
-    assert (size + before + after - ((window - 1) * dilation + 1)) // stride + 1 == out
+def test_same_padding_is_keras_s():
+    """Keras's torch backend splits "same" padding as channels_last.same_padding does,
+    for every size, window, stride and dilation up to 12, 6, 4 and 3."""
+    pytest.importorskip("torch")
+    from keras.src.backend.torch.nn import _compute_padding_length
+
+    for size in range(1, 13):
+        for window in range(1, 7):
+            for stride in range(1, 5):
+                for dilation in range(1, 4):
+                    assert channels_last.same_padding(size, window, stride, dilation) == tuple(
+                        _compute_padding_length(size, window, stride, dilation)
+                    ), (size, window, stride, dilation)
 
 
 @pytest.mark.parametrize(

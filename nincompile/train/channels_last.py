@@ -21,8 +21,9 @@ permuted view itself (copying only an input whose memory is not NHWC):
   added inside the convolution;
 - ``MaxPooling2D``: ``max_pool2d`` with the padding as an argument where the windows
   are Keras's (even padding, or ceil mode for an extra pixel after), an explicit
-  ``-inf`` padding otherwise (the maximum of a window that holds a real pixel is the
-  same as with the edge replicated, Keras's padding).
+  padding with the dtype's lowest value (-inf for floats) otherwise (the maximum of a
+  window that holds a real pixel is the same as with the edge replicated, Keras's
+  padding).
 
 The function computed is the same: ``tests/test_channels_last.py`` checks outputs and
 gradients against Keras's code and counts the activation copies left.  No layer's
@@ -91,9 +92,17 @@ def _conv_call(layer):
 
 def _ceil_mode_size(size: int, window: int, stride: int, pad: int) -> int:
     """PyTorch's pooled size with ceil mode (a window that would start in the right
-    padding is dropped)."""
+    padding is dropped: PyTorch's rule, kept although with Keras's "same" padding, the
+    only caller, no window starts there)."""
     out = math.ceil((size + 2 * pad - window) / stride) + 1
     return out - 1 if (out - 1) * stride >= size + pad else out
+
+
+def _lowest(dtype) -> float:
+    """The lowest value of ``dtype``: -inf for a float, the minimum for an integer."""
+    import torch
+
+    return -math.inf if dtype.is_floating_point else torch.iinfo(dtype).min
 
 
 def _max_pool_call(layer):
@@ -116,8 +125,8 @@ def _max_pool_call(layer):
                     _ceil_mode_size(sizes[i], window[i], strides[i], padding[i]) == wanted[i]
                     for i in range(2)
                 )
-                if not ceil_mode:  # pad explicitly: -inf never wins a window's maximum
-                    x = F.pad(x, (*pads[1], *pads[0]), value=-math.inf)
+                if not ceil_mode:  # pad explicitly with a value no window's maximum is
+                    x = F.pad(x, (*pads[1], *pads[0]), value=_lowest(x.dtype))
                     padding = (0, 0)
         y = F.max_pool2d(x, window, strides, padding=padding, ceil_mode=ceil_mode)
         return y.permute(0, 2, 3, 1)
@@ -154,12 +163,12 @@ def channels_last(model):
     module's text); yields the layers switched (none where :func:`enabled` is false).
     Leaving the block gives them back Keras's code."""
     switched = []
-    if enabled():
-        for layer in model._flatten_layers(include_self=False, recursive=True):
-            if eligible(layer) and "call" not in vars(layer):
-                object.__setattr__(layer, "call", CALLS[type(layer).__name__](layer))
-                switched.append(layer)
     try:
+        if enabled():
+            for layer in model._flatten_layers(include_self=False, recursive=True):
+                if eligible(layer) and "call" not in vars(layer):
+                    object.__setattr__(layer, "call", CALLS[type(layer).__name__](layer))
+                    switched.append(layer)
         yield switched
     finally:
         for layer in switched:
