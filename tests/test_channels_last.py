@@ -1,6 +1,6 @@
-"""Issue 20: under the torch backend, each Conv2D and MaxPooling2D runs on the
-channels-last memory of its NHWC input (nincompile.train.channels_last), without the
-copies Keras's torch backend makes, and computes what Keras computes.
+"""Issue 20: under the torch backend, each Conv2D, DepthwiseConv2D and MaxPooling2D
+runs on the channels-last memory of its NHWC input (nincompile.train.channels_last),
+without the copies Keras's torch backend makes, and computes what Keras computes.
 
 The checks run under torch in a subprocess (this file run as a script); the tests in
 this process check the padding arithmetic, eligibility and the switch's conditions."""
@@ -20,8 +20,8 @@ from nincompile.train import channels_last
 keras = import_keras()
 
 #: layers compared with Keras's code: "same" padding split evenly and not (an even
-#: window, a stride), dilation, groups, 1x1, pooling whose extra pixel after is ceil
-#: mode (3/2 on 11 and 10) or explicit (2/1: ceil mode would add a window)
+#: window, a stride), dilation, groups, 1x1, depthwise, pooling whose extra pixel
+#: after is ceil mode (3/2 on 11 and 10) or explicit (2/1: ceil mode would add a window)
 LAYERS = {
     "conv-5x5-same": lambda: keras.layers.Conv2D(6, 5, padding="same"),
     "conv-1x1-relu": lambda: keras.layers.Conv2D(7, 1, activation="relu"),
@@ -30,6 +30,15 @@ LAYERS = {
     "conv-4x2-same": lambda: keras.layers.Conv2D(5, (4, 2), padding="same"),
     "conv-dilation2": lambda: keras.layers.Conv2D(3, 3, dilation_rate=2, padding="same"),
     "conv-groups2-no-bias": lambda: keras.layers.Conv2D(6, 3, groups=2, use_bias=False),
+    "depthwise-3x3-same-mult2": lambda: keras.layers.DepthwiseConv2D(
+        3, depth_multiplier=2, padding="same"
+    ),
+    "depthwise-stride2-same-relu": lambda: keras.layers.DepthwiseConv2D(
+        3, strides=2, padding="same", activation="relu"
+    ),
+    "depthwise-dilation2-no-bias": lambda: keras.layers.DepthwiseConv2D(
+        3, dilation_rate=2, use_bias=False
+    ),
     "pool-3-stride2-same": lambda: keras.layers.MaxPooling2D(3, strides=2, padding="same"),
     "pool-2-stride1-same": lambda: keras.layers.MaxPooling2D(2, strides=1, padding="same"),
     "pool-2-valid": lambda: keras.layers.MaxPooling2D(2),
@@ -39,8 +48,8 @@ LAYERS = {
     "pool-3-stride1-same": lambda: keras.layers.MaxPooling2D(3, strides=1, padding="same"),
 }
 #: the layers whose padding is still a tensor of its own, forward and backward
-PADDED = {"conv-3x3-same-stride2": 2, "conv-4x2-same": 2, "pool-2-stride1-same": 2,
-          "pool-3x2-stride-2x1-same": 2}  # fmt: skip
+PADDED = {"conv-3x3-same-stride2": 2, "conv-4x2-same": 2, "depthwise-stride2-same-relu": 2,
+          "pool-2-stride1-same": 2, "pool-3x2-stride-2x1-same": 2}  # fmt: skip
 
 
 def _switching(model, switch: bool):
@@ -255,7 +264,7 @@ def test_same_padding_is_keras_s():
         (lambda: keras.layers.Conv2D(4, 3, data_format="channels_first"), False),
         (lambda: keras.layers.MaxPooling2D(data_format="channels_first"), False),
         (lambda: keras.layers.AveragePooling2D(2), False),
-        (lambda: keras.layers.DepthwiseConv2D(3), False),
+        (lambda: keras.layers.DepthwiseConv2D(3), True),
         (lambda: keras.layers.SeparableConv2D(4, 3), False),
         (lambda: keras.layers.Conv2DTranspose(4, 3), False),
         (lambda: keras.layers.Conv1D(4, 3), False),

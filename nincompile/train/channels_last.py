@@ -11,14 +11,16 @@ window, stride 2, on 32x32) first copies it into a padded tensor.  An NHWC tenso
 permuted to NCHW already *is* channels-last memory, so those copies move the
 activations for nothing.
 
-:func:`channels_last` switches a model's eligible ``Conv2D`` and ``MaxPooling2D``
-layers, for as long as the block lasts (``nincompile train`` holds it over the epochs,
-``evaluate`` and ``predict`` over their batches), to calls that hand PyTorch the
-permuted view itself (copying only an input whose memory is not NHWC):
+:func:`channels_last` switches a model's eligible ``Conv2D``, ``DepthwiseConv2D``
+and ``MaxPooling2D`` layers, for as long as the block lasts (``nincompile train``
+holds it over the epochs, ``evaluate`` and ``predict`` over their batches), to calls
+that hand PyTorch the permuted view itself (copying only an input whose memory is not
+NHWC):
 
-- ``Conv2D``: the ``conv2d`` call Keras makes (strides, dilation, groups, "same"
-  padding split the same way, the kernel in channels-last memory), with the bias
-  added inside the convolution;
+- ``Conv2D`` and ``DepthwiseConv2D``: the ``conv2d`` call Keras makes (strides,
+  dilation, groups, a depthwise kernel as one group per input channel, "same" padding
+  split the same way, the kernel in channels-last memory), with the bias added inside
+  the convolution;
 - ``MaxPooling2D``: ``max_pool2d`` with the padding as an argument where the windows
   are Keras's (even padding, or ceil mode for an extra pixel after), an explicit
   padding with the dtype's lowest value (-inf for floats) otherwise (the maximum of a
@@ -34,6 +36,7 @@ code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 
@@ -62,8 +65,9 @@ def _nchw_view(inputs):
     return x
 
 
-def _conv_call(layer):
-    """``layer.call`` (a Conv2D) on channels-last memory, the bias inside the conv."""
+def _conv_call(layer, depthwise: bool = False):
+    """``layer.call`` (a Conv2D, or with ``depthwise`` a DepthwiseConv2D) on
+    channels-last memory, the bias inside the conv."""
     import torch
     import torch.nn.functional as F
 
@@ -72,8 +76,10 @@ def _conv_call(layer):
 
     def call(inputs):
         x = _nchw_view(inputs)
-        w = keras.ops.convert_to_tensor(layer.kernel).permute(3, 2, 0, 1)
-        w = w.contiguous(memory_format=torch.channels_last)
+        w = keras.ops.convert_to_tensor(layer.kernel)
+        if depthwise:  # (h, w, in, multiplier) -> (h, w, 1, in * multiplier), as Keras
+            w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2] * w.shape[3])
+        w = w.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
         bias = keras.ops.convert_to_tensor(layer.bias) if layer.use_bias else None
         padding: tuple[int, int] | int = 0
         if layer.padding == "same":
@@ -135,7 +141,11 @@ def _max_pool_call(layer):
 
 
 #: the layers switched, each with its channels-last call
-CALLS = {"Conv2D": _conv_call, "MaxPooling2D": _max_pool_call}
+CALLS = {
+    "Conv2D": _conv_call,
+    "DepthwiseConv2D": functools.partial(_conv_call, depthwise=True),
+    "MaxPooling2D": _max_pool_call,
+}
 
 
 def enabled() -> bool:
@@ -147,8 +157,8 @@ def enabled() -> bool:
 
 
 def eligible(layer) -> bool:
-    """Whether ``layer`` is a channels-last 2-D convolution or max pooling this module
-    computes (exactly those classes, not subclasses)."""
+    """Whether ``layer`` is a channels-last 2-D convolution, depthwise convolution or
+    max pooling this module computes (exactly those classes, not subclasses)."""
     kind = type(layer)
     return (
         kind.__name__ in CALLS
