@@ -35,12 +35,11 @@ code.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
-import os
 
 from ..keras_import import import_keras
+from .layer_calls import env_on, switched_calls
 
 keras = import_keras()
 
@@ -151,9 +150,7 @@ CALLS = {
 def enabled() -> bool:
     """Whether to switch layers to channels-last memory: the torch backend, unless
     NINCOMPILE_CHANNELS_LAST=0."""
-    return keras.backend.backend() == "torch" and os.environ.get(
-        "NINCOMPILE_CHANNELS_LAST", "1"
-    ) not in ("0", "false", "no", "off")
+    return keras.backend.backend() == "torch" and env_on("NINCOMPILE_CHANNELS_LAST")
 
 
 def eligible(layer) -> bool:
@@ -167,19 +164,11 @@ def eligible(layer) -> bool:
     )
 
 
-@contextlib.contextmanager
 def channels_last(model):
-    """Inside, ``model``'s eligible layers run on channels-last memory (see the
-    module's text); yields the layers switched (none where :func:`enabled` is false).
-    Leaving the block gives them back Keras's code."""
-    switched = []
-    try:
-        if enabled():
-            for layer in model._flatten_layers(include_self=False, recursive=True):
-                if eligible(layer) and "call" not in vars(layer):
-                    object.__setattr__(layer, "call", CALLS[type(layer).__name__](layer))
-                    switched.append(layer)
-        yield switched
-    finally:
-        for layer in switched:
-            object.__delattr__(layer, "call")
+    """A block inside which ``model``'s eligible layers run on channels-last memory
+    (see the module's text); it yields the layers switched (none where
+    :func:`enabled` is false).  Leaving the block gives them back Keras's code."""
+    on = enabled()
+    return switched_calls(
+        model, lambda layer: CALLS[type(layer).__name__](layer) if on and eligible(layer) else None
+    )

@@ -27,10 +27,8 @@ TensorFlow's kernel is guaranteed to accept on every device).  Set
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 from ..keras_import import import_keras
+from .layer_calls import env_on, switched_calls
 
 keras = import_keras()
 
@@ -102,9 +100,7 @@ def _fused_call(layer, kernel):
 def enabled() -> bool:
     """Whether training may switch batch normalisation to a fused kernel: a backend
     in :data:`KERNELS`, unless NINCOMPILE_FUSED_NORM=0."""
-    return keras.backend.backend() in KERNELS and os.environ.get(
-        "NINCOMPILE_FUSED_NORM", "1"
-    ) not in ("0", "false", "no", "off")
+    return keras.backend.backend() in KERNELS and env_on("NINCOMPILE_FUSED_NORM")
 
 
 def eligible(layer) -> bool:
@@ -127,20 +123,11 @@ def _update_moving(layer, mean, variance) -> None:
     )
 
 
-@contextlib.contextmanager
 def fused_batch_norm(model):
-    """Inside, ``model``'s eligible batch normalisation layers train with the fused
-    kernel (see the module's text); yields the layers switched (none where
-    :func:`enabled` is false).  Leaving the block gives them back Keras's code."""
-    switched = []
-    if enabled():
-        for layer in model._flatten_layers(include_self=False, recursive=True):
-            if eligible(layer) and "call" not in vars(layer):
-                kernel = KERNELS[keras.backend.backend()]
-                object.__setattr__(layer, "call", _fused_call(layer, kernel))
-                switched.append(layer)
-    try:
-        yield switched
-    finally:
-        for layer in switched:
-            object.__delattr__(layer, "call")
+    """A block inside which ``model``'s eligible batch normalisation layers train with
+    the fused kernel (see the module's text); it yields the layers switched (none
+    where :func:`enabled` is false).  Leaving the block gives them back Keras's code."""
+    kernel = KERNELS[keras.backend.backend()] if enabled() else None
+    return switched_calls(
+        model, lambda layer: _fused_call(layer, kernel) if kernel and eligible(layer) else None
+    )
