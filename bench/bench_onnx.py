@@ -13,13 +13,18 @@ traced once (``tf.function`` with a fixed input signature; also with XLA,
 ``jit_compile=True``).  onnxruntime is timed with its library defaults (a plain
 ``InferenceSession``: one intra-op thread per core, spinning pool threads) and with
 ``nincompile.export.verify.session_options`` at one intra-op thread, and at the
-default thread count without spinning; for the one-thread session the calling
-thread's CPU time is reported too (it does all the work, so that figure hardly moves
-with load from other processes).  The exported graph's operators are counted (the
+default thread count without spinning, and at the graph optimisation levels below
+ORT_ENABLE_ALL (basic, extended: without the NCHWc layout transformation); for the
+one-thread session the calling thread's CPU time is reported too (it does all the
+work, so that figure hardly moves with load from other processes).  The int8 model
+of ``nincompile.export.quantize`` (calibrated on inputs drawn like the timed ones:
+speed does not depend on the scales; ``bench_int8.py`` measures its accuracy) is timed
+with the library defaults.  The exported graph's operators are counted (the
 layout transposes left by tf2onnx among them).  Writes
 bench/results/onnx_vs_keras.json and prints a table.  Targets (onnxruntime >= 1.0x
 Keras images/s at batch 256; at batch 1 >= 2x faster than ``predict`` and the eager
-call, >= 4x faster than the traced call) are reported, never asserted.  Each
+call, >= 4x faster than the traced call, for the float and the int8 model) are
+reported, never asserted.  Each
 runner's share of the machine's fp32 matmul peak (measured here, as bench_peers does)
 is reported with the floor it implies: the forward pass's FLOP (2 x the spec's MACs)
 at the peak, the least time an image can take on these cores.
@@ -41,6 +46,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
 CANDIDATES = [ROOT / "specs" / "nin_bamd.yaml", ROOT / "specs" / "nin_badm.yaml"]
+# graph optimisation levels timed besides ORT_ENABLE_ALL (what every session here uses)
+LEVELS = {
+    "basic": lambda ort: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": lambda ort: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+}
+FLOAT_SESSIONS = ("onnxruntime", "onnxruntime_1_thread", "onnxruntime_no_spinning",
+                  "onnxruntime_basic", "onnxruntime_extended")  # fmt: skip
 
 
 def interleaved(runners: dict, runs: int, warmup: int, rounds: int) -> dict[str, dict]:
@@ -94,12 +106,15 @@ def main() -> None:
         raise SystemExit(f"none of {', '.join(str(p) for p in CANDIDATES)} exists")
 
     import numpy as np
+    import onnx
     import onnxruntime as ort
     import tensorflow as tf
 
     from nincompile.export import export_onnx, load_source
-    from nincompile.export.verify import session
+    from nincompile.export.quantize import _quantize
+    from nincompile.export.verify import session, session_options
 
+    ort.set_default_logger_severity(3)  # the int8 graph's unused-initialiser warnings
     src = load_source(spec)
     model = src.model
     forward_flop = 2 * macs_per_image(spec)
@@ -113,7 +128,24 @@ def main() -> None:
             "onnxruntime_1_thread": session(path, threads=1),
             "onnxruntime_no_spinning": session(path, spinning=False),
         }
+        for level in ("basic", "extended"):
+            opts = session_options()
+            opts.graph_optimization_level = LEVELS[level](ort)
+            sessions[f"onnxruntime_{level}"] = ort.InferenceSession(
+                path, opts, providers=["CPUExecutionProvider"]
+            )
         onnx_bytes = report.size_bytes
+        # int8: nincompile's quantiser (QDQ, per-channel int8 weights, uint8 activations)
+        # calibrated on inputs drawn like the timed ones; speed does not depend on the
+        # scales, and bench_int8 measures its accuracy on trained weights
+        calibration = np.random.default_rng(1).standard_normal((64, *src.spec.input))
+        int8_proto = _quantize(onnx.load(path), calibration.astype(np.float32), None)
+        int8_path = str(Path(tmp) / "model_int8.onnx")
+        onnx.save(int8_proto, int8_path)
+        int8_bytes = Path(int8_path).stat().st_size
+        sessions["onnxruntime_int8"] = ort.InferenceSession(
+            int8_path, providers=["CPUExecutionProvider"]
+        )
 
     shape = tuple(src.spec.input)
     rng = np.random.default_rng(0)
@@ -148,8 +180,7 @@ def main() -> None:
         "batch_256": {k: v * forward_flop / peak_flops for k, v in ips.items()},
     }
     cpu_ms_1_thread = b1["onnxruntime_1_thread"]["thread_cpu_median_s"] * 1e3
-    best_ort = min(("onnxruntime", "onnxruntime_1_thread", "onnxruntime_no_spinning"),
-                   key=lat_ms.get)  # fmt: skip
+    best_ort = min(FLOAT_SESSIONS, key=lat_ms.get)
     ort_1 = lat_ms[best_ort]
     speedup_256 = ips["onnxruntime"] / ips["keras_predict"]
     ratios = {
@@ -166,6 +197,13 @@ def main() -> None:
         "latency_1_onnxruntime_defaults_over_no_spinning": (
             lat_ms["onnxruntime"] / lat_ms["onnxruntime_no_spinning"]
         ),
+        "latency_1_basic_over_all": lat_ms["onnxruntime_basic"] / lat_ms["onnxruntime"],
+        "latency_1_extended_over_all": lat_ms["onnxruntime_extended"] / lat_ms["onnxruntime"],
+        "latency_1_keras_traced_over_onnxruntime_int8": (
+            lat_ms["keras_traced"] / lat_ms["onnxruntime_int8"]
+        ),
+        "latency_1_float_over_int8": lat_ms[best_ort] / lat_ms["onnxruntime_int8"],
+        "throughput_256_int8_over_float": ips["onnxruntime_int8"] / ips["onnxruntime"],
     }  # fmt: skip
     result = {
         "model": {
@@ -174,6 +212,7 @@ def main() -> None:
             "input": list(shape),
             "params": int(model.count_params()),
             "onnx_bytes": onnx_bytes,
+            "onnx_int8_bytes": int8_bytes,
             "opset": 17,
             "weights": "fresh, seeded (speed does not depend on them)",
             "graph": graph,
@@ -194,6 +233,13 @@ def main() -> None:
             "ORT_ENABLE_ALL, ORT_SEQUENTIAL, 1 inter-op and 1 intra-op thread",
             "onnxruntime_no_spinning": "verify.session(path, spinning=False): as above with "
             "intra-op threads = cores, session.intra_op.allow_spinning 0",
+            "onnxruntime_basic": "session_options() with ORT_ENABLE_BASIC (constant "
+            "folding, redundant-node removal; no fusions, no NCHWc layout)",
+            "onnxruntime_extended": "session_options() with ORT_ENABLE_EXTENDED (fusions; "
+            "no NCHWc layout)",
+            "onnxruntime_int8": "InferenceSession(path) (library defaults) on the int8 QDQ "
+            "model of nincompile.export.quantize, calibrated on 64 inputs drawn like the "
+            "timed ones (speed only; bench_int8 measures accuracy on trained weights)",
             "keras_predict": "model.predict(x, batch_size=len(x), verbose=0)",
             "keras_call": "model(x, training=False), eager",
             "keras_traced": "tf.function(model(x, training=False)), fixed input signature",
@@ -219,6 +265,9 @@ def main() -> None:
             "batch_1_onnxruntime_at_least_4x_faster_than_traced_call": (
                 ratios["latency_1_keras_traced_over_onnxruntime"] >= 4.0
             ),
+            "batch_1_onnxruntime_int8_at_least_4x_faster_than_traced_call": (
+                ratios["latency_1_keras_traced_over_onnxruntime_int8"] >= 4.0
+            ),
         },
         "raw_s": {
             "batch_256": {k: v["raw_s"] for k, v in b256.items()},
@@ -242,6 +291,9 @@ def main() -> None:
         ("onnxruntime, library defaults", "onnxruntime"),
         ("onnxruntime, session_options(threads=1)", "onnxruntime_1_thread"),
         ("onnxruntime, session_options(spinning=False)", "onnxruntime_no_spinning"),
+        ("onnxruntime, ORT_ENABLE_BASIC", "onnxruntime_basic"),
+        ("onnxruntime, ORT_ENABLE_EXTENDED", "onnxruntime_extended"),
+        ("onnxruntime, int8 model, library defaults", "onnxruntime_int8"),
         ("Keras model.predict", "keras_predict"),
         ("Keras model(x, training=False)", "keras_call"),
         ("Keras traced call (tf.function)", "keras_traced"),
@@ -263,6 +315,11 @@ def main() -> None:
           f"faster than predict, {ratios['latency_1_keras_call_over_onnxruntime']:.1f}x than "
           f"an eager call, {r_traced:.1f}x than a traced call "
           f"(target >= 4x: {yes(r_traced >= 4.0)})")  # fmt: skip
+    r_int8 = ratios["latency_1_keras_traced_over_onnxruntime_int8"]
+    print(f"batch 1, int8 model: {lat_ms['onnxruntime_int8']:.2f} ms, "
+          f"{ratios['latency_1_float_over_int8']:.1f}x the float model, {r_int8:.1f}x "
+          f"faster than a traced call (target >= 4x: {yes(r_int8 >= 4.0)}; its accuracy: "
+          f"bench/bench_int8.py)")  # fmt: skip
     print(f"\nwrote {out.relative_to(ROOT)}")
 
 
