@@ -1,6 +1,7 @@
-"""Issue 20: under the torch backend, each Conv2D, DepthwiseConv2D and MaxPooling2D
-runs on the channels-last memory of its NHWC input (nincompile.train.channels_last),
-without the copies Keras's torch backend makes, and computes what Keras computes.
+"""Issue 20: under the torch backend, each Conv2D, DepthwiseConv2D, SeparableConv2D,
+MaxPooling2D and AveragePooling2D runs on the channels-last memory of its NHWC input
+(nincompile.train.channels_last), without the copies Keras's torch backend makes, and
+computes what Keras computes.
 
 The checks run under torch in a subprocess (this file run as a script); the tests in
 this process check the padding arithmetic, eligibility and the switch's conditions."""
@@ -21,7 +22,9 @@ keras = import_keras()
 
 #: layers compared with Keras's code: "same" padding split evenly and not (an even
 #: window, a stride), dilation, groups, 1x1, depthwise, pooling whose extra pixel
-#: after is ceil mode (3/2 on 11 and 10) or explicit (2/1: ceil mode would add a window)
+#: after is ceil mode (3/2 on 11 and 10) or explicit (2/1: ceil mode would add a window),
+#: separable, average pooling with "same" padding split evenly (the window's pixels
+#: outside the input not counted) and not (Keras's edge pixels replicated)
 LAYERS = {
     "conv-5x5-same": lambda: keras.layers.Conv2D(6, 5, padding="same"),
     "conv-1x1-relu": lambda: keras.layers.Conv2D(7, 1, activation="relu"),
@@ -46,10 +49,24 @@ LAYERS = {
         (3, 2), strides=(2, 1), padding="same"
     ),
     "pool-3-stride1-same": lambda: keras.layers.MaxPooling2D(3, strides=1, padding="same"),
+    "separable-3x3-same": lambda: keras.layers.SeparableConv2D(5, 3, padding="same"),
+    "separable-stride2-same-mult2-relu": lambda: keras.layers.SeparableConv2D(
+        6, 3, strides=2, padding="same", depth_multiplier=2, activation="relu"
+    ),
+    "separable-dilation2-no-bias": lambda: keras.layers.SeparableConv2D(
+        4, 3, dilation_rate=2, use_bias=False
+    ),
+    "avgpool-2-valid": lambda: keras.layers.AveragePooling2D(2),
+    "avgpool-3-stride1-same": lambda: keras.layers.AveragePooling2D(3, strides=1, padding="same"),
+    "avgpool-3-stride2-same": lambda: keras.layers.AveragePooling2D(3, strides=2, padding="same"),
+    "avgpool-2-stride1-same": lambda: keras.layers.AveragePooling2D(2, strides=1, padding="same"),
 }
-#: the layers whose padding is still a tensor of its own, forward and backward
+#: the layers whose padding is still a tensor of its own, with the copies it makes: a
+#: constant padding's forward and backward, a replicated edge's forward (as Keras's)
 PADDED = {"conv-3x3-same-stride2": 2, "conv-4x2-same": 2, "depthwise-stride2-same-relu": 2,
-          "pool-2-stride1-same": 2, "pool-3x2-stride-2x1-same": 2}  # fmt: skip
+          "pool-2-stride1-same": 2, "pool-3x2-stride-2x1-same": 2,
+          "separable-stride2-same-mult2-relu": 2, "avgpool-3-stride2-same": 1,
+          "avgpool-2-stride1-same": 1}  # fmt: skip
 
 
 def _switching(model, switch: bool):
@@ -59,7 +76,8 @@ def _switching(model, switch: bool):
 
 def _activation_copies(layer, x) -> int:
     """How many copies of an activation-sized tensor one forward and backward pass of
-    ``layer`` on ``x`` makes (PyTorch's profiler, shapes recorded)."""
+    ``layer`` on ``x`` makes (PyTorch's profiler, shapes recorded): ``copy_`` calls and
+    edge-replicating paddings."""
     import torch
 
     sizes = {x.numel(), int(np.prod(layer.compute_output_shape(tuple(x.shape))))}
@@ -69,7 +87,7 @@ def _activation_copies(layer, x) -> int:
     return sum(
         1
         for event in prof.events()
-        if event.name == "aten::copy_"
+        if event.name in ("aten::copy_", "aten::replication_pad2d")
         and any(shape and int(np.prod(shape)) in sizes for shape in event.input_shapes)
     )
 
@@ -103,8 +121,9 @@ def _under_torch() -> dict:
                     # memory not NHWC: copied, the same result
                     permuted = torch.tensor(x_np.transpose(0, 2, 1, 3)).permute(0, 2, 1, 3)
                     y_permuted = layer(permuted)
-                    # integers pool too (Keras's edge padding works for any dtype)
-                    y_int = layer(torch.tensor(x_np.astype("int32"))) if not params else None
+                    # integers max-pool too (Keras's edge padding works for any dtype)
+                    integers = name.startswith("pool-")
+                    y_int = layer(torch.tensor(x_np.astype("int32"))) if integers else None
                 for p in params:
                     p.grad = None
                 results.append({
@@ -199,12 +218,15 @@ def _mixed_precision() -> str:
 
 
 def _train(switch: bool) -> list[float]:
-    """Four training steps of a small model with both kinds of layer."""
+    """Four training steps of a small model with every kind of layer switched but
+    the depthwise one (a separable convolution holds one)."""
     keras.utils.set_random_seed(5)
     inputs = keras.Input((9, 9, 3))
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    x = keras.layers.SeparableConv2D(6, 3, padding="same", activation="relu")(x)
+    x = keras.layers.AveragePooling2D(2, strides=1, padding="same")(x)
     x = keras.layers.Conv2D(6, 1)(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
@@ -214,7 +236,7 @@ def _train(switch: bool) -> list[float]:
     xs = rng.normal(size=(8, 9, 9, 3)).astype("float32")
     ys = rng.integers(0, 3, 8)
     with _switching(model, switch) as on:
-        assert len(on) == 3 * switch
+        assert len(on) == 5 * switch
         return [float(model.train_on_batch(xs, ys)) for _ in range(4)]
 
 
@@ -229,7 +251,7 @@ def test_computes_what_keras_computes_without_copying_activations(backend_env):
     for name, copies in found["layers"].items():
         # Keras's code copies each input into NCHW memory (a convolution then back
         # into channels-last memory); switched, only a padding split unevenly that
-        # ceil mode cannot express is still a tensor of its own (forward and backward)
+        # ceil mode cannot express is still a tensor of its own
         assert copies["switched"] == PADDED.get(name, 0), (name, copies)
         assert copies["keras"] >= copies["switched"] + (name not in PADDED), (name, copies)
     assert found["bfloat16"] == "torch.bfloat16"
@@ -263,15 +285,17 @@ def test_same_padding_is_keras_s():
         (lambda: keras.layers.MaxPooling2D(), True),
         (lambda: keras.layers.Conv2D(4, 3, data_format="channels_first"), False),
         (lambda: keras.layers.MaxPooling2D(data_format="channels_first"), False),
-        (lambda: keras.layers.AveragePooling2D(2), False),
+        (lambda: keras.layers.AveragePooling2D(2), True),
         (lambda: keras.layers.DepthwiseConv2D(3), True),
-        (lambda: keras.layers.SeparableConv2D(4, 3), False),
+        (lambda: keras.layers.SeparableConv2D(4, 3), True),
+        (lambda: keras.layers.AveragePooling2D(2, data_format="channels_first"), False),
         (lambda: keras.layers.Conv2DTranspose(4, 3), False),
         (lambda: keras.layers.Conv1D(4, 3), False),
         (lambda: type("MyConv", (keras.layers.Conv2D,), {})(4, 3), False),
     ],
     ids=["conv2d", "max-pool", "conv-channels-first", "pool-channels-first", "average-pool",
-         "depthwise", "separable", "transpose", "conv1d", "subclass"],
+         "depthwise", "separable", "average-pool-channels-first", "transpose", "conv1d",
+         "subclass"],
 )  # fmt: skip
 def test_eligible(layer, expected):
     assert channels_last.eligible(layer()) is expected

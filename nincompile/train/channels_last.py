@@ -1,31 +1,33 @@
-"""Convolutions and max pooling on channels-last memory under the torch backend
+"""Convolutions and pooling on channels-last memory under the torch backend
 (train, evaluate, predict).
 
 nincompile's models are channels-last (NHWC).  Keras 3's torch backend hands each
 convolution to ``torch.nn.functional.conv2d`` as NCHW: it permutes the input, copies
 it into NCHW memory (``.contiguous()``), then copies it back into channels-last memory
 (``.contiguous(memory_format=torch.channels_last)``), the layout PyTorch's CPU and
-cuDNN kernels are fastest on, and adds the bias in a pass of its own.  Max pooling
-copies its input into NCHW memory, and with "same" padding split unevenly (a 3x3
-window, stride 2, on 32x32) first copies it into a padded tensor.  An NHWC tensor
-permuted to NCHW already *is* channels-last memory, so those copies move the
-activations for nothing.
+cuDNN kernels are fastest on, and adds the bias in a pass of its own.  Pooling copies
+its input into NCHW memory, and with "same" padding split unevenly (a 3x3 window,
+stride 2, on 32x32) first copies it into a padded tensor.  An NHWC tensor permuted to
+NCHW already *is* channels-last memory, so those copies move the activations for
+nothing.
 
-:func:`channels_last` switches a model's eligible ``Conv2D``, ``DepthwiseConv2D``
-and ``MaxPooling2D`` layers, for as long as the block lasts (``nincompile train``
-holds it over the epochs, ``evaluate`` and ``predict`` over their batches), to calls
-that hand PyTorch the permuted view itself (copying only an input whose memory is not
-NHWC):
+:func:`channels_last` switches a model's eligible layers (:data:`CALLS`), for as long
+as the block lasts (``nincompile train`` holds it over the epochs, ``evaluate`` and
+``predict`` over their batches), to calls that hand PyTorch the permuted view itself
+(copying only an input whose memory is not NHWC):
 
-- ``Conv2D`` and ``DepthwiseConv2D``: the ``conv2d`` call Keras makes (strides,
-  dilation, groups, a depthwise kernel as one group per input channel, "same" padding
-  split the same way, the kernel in channels-last memory), with the bias added inside
-  the convolution;
+- ``Conv2D``, ``DepthwiseConv2D`` and ``SeparableConv2D``: the ``conv2d`` calls Keras
+  makes (strides, dilation, groups, a depthwise kernel as one group per input channel,
+  a separable layer's depthwise then 1x1 pointwise convolution, "same" padding split
+  the same way, the kernel in channels-last memory), with the bias added inside the
+  (last) convolution;
 - ``MaxPooling2D``: ``max_pool2d`` with the padding as an argument where the windows
   are Keras's (even padding, or ceil mode for an extra pixel after), an explicit
   padding with the dtype's lowest value (-inf for floats) otherwise (the maximum of a
   window that holds a real pixel is the same as with the edge replicated, Keras's
-  padding).
+  padding);
+- ``AveragePooling2D``: ``avg_pool2d`` over the input's pixels only, an even "same"
+  padding as an argument; padding split unevenly replicates the edge, as Keras does.
 
 The function computed is the same: ``tests/test_channels_last.py`` checks outputs and
 gradients against Keras's code and counts the activation copies left.  No layer's
@@ -64,32 +66,57 @@ def _nchw_view(inputs):
     return x
 
 
-def _conv_call(layer, depthwise: bool = False):
-    """``layer.call`` (a Conv2D, or with ``depthwise`` a DepthwiseConv2D) on
-    channels-last memory, the bias inside the conv."""
+def _conv2d(x, kernel, bias, strides, padding: str, dilation, depthwise: bool = False):
+    """Keras's ``conv2d`` call on the NCHW view ``x`` (channels-last memory) with the
+    Keras kernel ``kernel`` (h, w, in / groups, out; with ``depthwise``, h, w, in,
+    multiplier), the bias inside the convolution; returns NCHW."""
     import torch
     import torch.nn.functional as F
 
-    strides = tuple(layer.strides)
-    dilation = tuple(layer.dilation_rate)
+    w = keras.ops.convert_to_tensor(kernel)
+    if depthwise:  # (h, w, in, multiplier) -> (h, w, 1, in * multiplier), as Keras
+        w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2] * w.shape[3])
+    w = w.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
+    pad: tuple[int, int] | int = 0
+    if padding == "same":
+        pads = [same_padding(x.shape[2 + i], w.shape[2 + i], strides[i], dilation[i])
+                for i in range(2)]  # fmt: skip
+        if all(before == after for before, after in pads):
+            pad = (pads[0][0], pads[1][0])
+        else:
+            x = F.pad(x, (*pads[1], *pads[0]))
+    return F.conv2d(x, w, bias, stride=strides, padding=pad, dilation=dilation,
+                    groups=x.shape[1] // w.shape[1])  # fmt: skip
+
+
+def _bias(layer):
+    return keras.ops.convert_to_tensor(layer.bias) if layer.use_bias else None
+
+
+def _conv_call(layer, depthwise: bool = False):
+    """``layer.call`` (a Conv2D, or with ``depthwise`` a DepthwiseConv2D) on
+    channels-last memory, the bias inside the conv."""
+    strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
 
     def call(inputs):
-        x = _nchw_view(inputs)
-        w = keras.ops.convert_to_tensor(layer.kernel)
-        if depthwise:  # (h, w, in, multiplier) -> (h, w, 1, in * multiplier), as Keras
-            w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2] * w.shape[3])
-        w = w.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
-        bias = keras.ops.convert_to_tensor(layer.bias) if layer.use_bias else None
-        padding: tuple[int, int] | int = 0
-        if layer.padding == "same":
-            pads = [same_padding(x.shape[2 + i], w.shape[2 + i], strides[i], dilation[i])
-                    for i in range(2)]  # fmt: skip
-            if all(before == after for before, after in pads):
-                padding = (pads[0][0], pads[1][0])
-            else:
-                x = F.pad(x, (*pads[1], *pads[0]))
-        y = F.conv2d(x, w, bias, stride=strides, padding=padding, dilation=dilation,
-                     groups=x.shape[1] // w.shape[1]).permute(0, 2, 3, 1)  # fmt: skip
+        y = _conv2d(_nchw_view(inputs), layer.kernel, _bias(layer), strides, layer.padding,
+                    dilation, depthwise).permute(0, 2, 3, 1)  # fmt: skip
+        return y if layer.activation is None else layer.activation(y)
+
+    return call
+
+
+def _separable_call(layer):
+    """``layer.call`` (a SeparableConv2D) on channels-last memory: Keras's two
+    convolutions (depthwise with the layer's strides, padding and dilation, then the
+    1x1 pointwise one), the bias inside the second."""
+    strides, dilation = tuple(layer.strides), tuple(layer.dilation_rate)
+
+    def call(inputs):
+        x = _conv2d(_nchw_view(inputs), layer.depthwise_kernel, None, strides, layer.padding,
+                    dilation, depthwise=True)  # fmt: skip
+        y = _conv2d(x, layer.pointwise_kernel, _bias(layer), (1, 1), "valid", (1, 1))
+        y = y.permute(0, 2, 3, 1)
         return y if layer.activation is None else layer.activation(y)
 
     return call
@@ -139,11 +166,38 @@ def _max_pool_call(layer):
     return call
 
 
+def _average_pool_call(layer):
+    """``layer.call`` (an AveragePooling2D) on channels-last memory: ``avg_pool2d``
+    over the pixels of the input only (``count_include_pad=False``) with an even
+    "same" padding as an argument; padding split unevenly replicates the edge pixels,
+    as Keras's torch code does (the replicated pixels then count in the average)."""
+    import torch.nn.functional as F
+
+    window = tuple(layer.pool_size)
+    strides = tuple(layer.strides)
+
+    def call(inputs):
+        x = _nchw_view(inputs)
+        padding = (0, 0)
+        if layer.padding == "same":
+            pads = [same_padding(x.shape[2 + i], window[i], strides[i]) for i in range(2)]
+            if all(before == after for before, after in pads):
+                padding = (pads[0][0], pads[1][0])
+            else:
+                x = F.pad(x, (*pads[1], *pads[0]), mode="replicate")
+        y = F.avg_pool2d(x, window, strides, padding=padding, count_include_pad=False)
+        return y.permute(0, 2, 3, 1)
+
+    return call
+
+
 #: the layers switched, each with its channels-last call
 CALLS = {
     "Conv2D": _conv_call,
     "DepthwiseConv2D": functools.partial(_conv_call, depthwise=True),
+    "SeparableConv2D": _separable_call,
     "MaxPooling2D": _max_pool_call,
+    "AveragePooling2D": _average_pool_call,
 }
 
 
@@ -154,8 +208,8 @@ def enabled() -> bool:
 
 
 def eligible(layer) -> bool:
-    """Whether ``layer`` is a channels-last 2-D convolution, depthwise convolution or
-    max pooling this module computes (exactly those classes, not subclasses)."""
+    """Whether ``layer`` is a channels-last layer of a class in :data:`CALLS` (exactly
+    those classes, not subclasses)."""
     kind = type(layer)
     return (
         kind.__name__ in CALLS
