@@ -60,13 +60,16 @@ LAYERS = {
     "avgpool-3-stride1-same": lambda: keras.layers.AveragePooling2D(3, strides=1, padding="same"),
     "avgpool-3-stride2-same": lambda: keras.layers.AveragePooling2D(3, strides=2, padding="same"),
     "avgpool-2-stride1-same": lambda: keras.layers.AveragePooling2D(2, strides=1, padding="same"),
+    # pooling layers keep the case of their padding (keras.ops lower-cases it)
+    "pool-3-stride2-SAME": lambda: keras.layers.MaxPooling2D(3, strides=2, padding="SAME"),
+    "avgpool-2-stride1-SAME": lambda: keras.layers.AveragePooling2D(2, strides=1, padding="SAME"),
 }
 #: the layers whose padding is still a tensor of its own, with the copies it makes: a
 #: constant padding's forward and backward, a replicated edge's forward (as Keras's)
 PADDED = {"conv-3x3-same-stride2": 2, "conv-4x2-same": 2, "depthwise-stride2-same-relu": 2,
           "pool-2-stride1-same": 2, "pool-3x2-stride-2x1-same": 2,
           "separable-stride2-same-mult2-relu": 2, "avgpool-3-stride2-same": 1,
-          "avgpool-2-stride1-same": 1}  # fmt: skip
+          "avgpool-2-stride1-same": 1, "avgpool-2-stride1-SAME": 1}  # fmt: skip
 
 
 def _switching(model, switch: bool):
@@ -80,7 +83,7 @@ def _activation_copies(layer, x) -> int:
     edge-replicating paddings."""
     import torch
 
-    sizes = {x.numel(), int(np.prod(layer.compute_output_shape(tuple(x.shape))))}
+    sizes = {x.numel(), layer(x).numel()}  # not compute_output_shape: it refuses "SAME"
     with torch.profiler.profile(record_shapes=True) as prof:
         y = layer(x)
         (y * y).sum().backward()

@@ -147,7 +147,7 @@ def _max_pool_call(layer):
     def call(inputs):
         x = _nchw_view(inputs)
         padding, ceil_mode = (0, 0), False
-        if layer.padding == "same":
+        if layer.padding.lower() == "same":  # a pooling layer keeps the case given
             sizes = x.shape[2:]
             pads = [same_padding(sizes[i], window[i], strides[i]) for i in range(2)]
             padding = (pads[0][0], pads[1][0])
@@ -179,7 +179,7 @@ def _average_pool_call(layer):
     def call(inputs):
         x = _nchw_view(inputs)
         padding = (0, 0)
-        if layer.padding == "same":
+        if layer.padding.lower() == "same":  # a pooling layer keeps the case given
             pads = [same_padding(x.shape[2 + i], window[i], strides[i]) for i in range(2)]
             if all(before == after for before, after in pads):
                 padding = (pads[0][0], pads[1][0])
