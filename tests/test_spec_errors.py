@@ -139,6 +139,21 @@ def test_layer_count_is_bounded():
         compile_spec_text(text)
 
 
+@pytest.mark.parametrize(
+    "body",
+    ["{activation: relu, when: false}", "{repeat: 0, stages: [relu]}"],
+    ids=["items-not-made", "empty-repeat"],
+)
+def test_expansion_without_layers_is_bounded(body):
+    """Nested repeats whose items make no layer stay under MAX_LAYERS: the steps count."""
+    nested = body
+    for _ in range(4):
+        nested = f"{{repeat: 1000, stages: [{nested}]}}"
+    text = f"name: x\ninput: [8, 8, 3]\nstages: [{nested}, flatten]\n"
+    with pytest.raises(SpecError, match="expands past 100,000 items and repeat iterations"):
+        compile_spec_text(text)  # unbounded: 10**12 steps
+
+
 def compile_spec_text(text):
     from nincompile.ir import lower
 

@@ -41,6 +41,9 @@ from .kinds import LAYER_KINDS
 NO_ACTIVATION = (None, "linear")
 MAX_LAYERS = 20_000
 MAX_BLOCK_DEPTH = 32
+#: items lowered plus repeat iterations, layers made or not (nested repeats of items
+#: that make no layer would otherwise run unbounded below MAX_LAYERS)
+MAX_STEPS = 100_000
 _PROGRESSION_KEYS = (
     {"each"}, {"first", "rest"}, {"last", "rest"}, {"start", "mul"}, {"start", "add"}
 )  # fmt: skip
@@ -89,6 +92,19 @@ class Lowerer:
         }
         #: the spec's own variables (``params:``), seen by every item and block body
         self.globals: dict[str, Any] = dict(self.spec.params)
+        self.steps = 0
+
+    def step(self, path: Path, frame: Frame) -> None:
+        """Count one item or repeat iteration; refuse a spec past :data:`MAX_STEPS`."""
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise self.fail(
+                f"the spec expands past {MAX_STEPS:,} items and repeat iterations here "
+                "(those that make no layer count too); expected smaller repeat counts",
+                path,
+                frame,
+                shape=True,
+            )
 
     # ----------------------------------------------------------------- errors
     def fail(
@@ -179,6 +195,7 @@ class Lowerer:
         return x
 
     def item(self, item: BaseModel, x: str, prefix: str, frame: Frame, path: Path) -> str:
+        self.step(path, frame)
         item = self.concrete(item, frame, path)
         handler = self.item_handlers[type(item)]
         on = self.condition(item.when, "when", frame, (*path, "when"))
@@ -492,6 +509,7 @@ class Lowerer:
         """(name prefix, values of ``with_``) for each iteration of a repeat."""
         count = self.repeat_count(count)
         for r in range(count):
+            self.step(path, frame)
             values = {
                 k: self.per_repeat(v, r, count, (*path, "with", k), frame) for k, v in with_.items()
             }
