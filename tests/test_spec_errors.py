@@ -195,3 +195,36 @@ def test_readme_expression_error_is_the_real_one():
     (problem,) = info.value.problems
     readme = docs_text()
     assert f"\n{problem}\n" in readme
+
+
+@pytest.mark.parametrize(
+    "kind", ["Conv2D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D"]
+)
+def test_strided_dilation_is_refused_where_keras_refuses_it(kind):
+    """check refuses strides > 1 with dilation > 1 exactly for the layers Keras refuses
+    it for (tests/golden/invalid/strided_dilation.yaml holds the message)."""
+    from nincompile.keras_import import import_keras
+
+    keras = import_keras()
+    item = {
+        "Conv2D": "conv: [4, 3]",
+        "Conv2DTranspose": "conv_transpose: [4, 3]",
+        "DepthwiseConv2D": "depthwise: 3",
+        "SeparableConv2D": "separable: [4, 3]",
+    }[kind]
+    text = (f"name: x\ninput: [16, 16, 4]\nstages: [{{{item}, dilation: [2, 1], "
+            "strides: [1, 2]}]\nhead: [gap]\n")  # fmt: skip
+    args = [4, 3] if kind in ("Conv2D", "Conv2DTranspose", "SeparableConv2D") else [3]
+    try:
+        getattr(keras.layers, kind)(*args, strides=(1, 2), dilation_rate=(2, 1)).build(
+            (None, 16, 16, 4)
+        )
+        keras_refuses = False
+    except ValueError:
+        keras_refuses = True
+    if keras_refuses:
+        with pytest.raises(SpecError, match="both strides > 1 and dilation > 1"):
+            compile_spec_text(text)
+    else:
+        compile_spec_text(text)
+    assert keras_refuses == (kind in ("Conv2D", "Conv2DTranspose"))

@@ -151,6 +151,17 @@ class _Conv(Node):
         kh, kw = _pair(self.kernel)
         return kh * kw
 
+    def _strided_dilation(self, what: str) -> None:
+        """Keras's Conv2D and Conv2DTranspose refuse strides > 1 with dilation > 1 (on
+        any axes); its depthwise and separable convolutions take both."""
+        strides, dilation = _pair(self.strides), _pair(self.dilation)
+        if max(strides) > 1 and max(dilation) > 1:
+            raise ShapeError(
+                f"{what} cannot have both strides > 1 and dilation > 1 (Keras does not "
+                f"support it); expected strides 1 or dilation 1; received strides "
+                f"{list(strides)}, dilation {list(dilation)}"
+            )
+
 
 @node
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +172,7 @@ class Conv2D(_Conv):
 
     def infer(self, shapes: list[Shape]) -> Shape:
         cin = self._image(shapes)[2]
+        self._strided_dilation("conv")
         for what, n in (("input channels", cin), ("filters", self.filters)):
             if n % self.groups:
                 raise ShapeError(
@@ -224,6 +236,7 @@ class Conv2DTranspose(_Conv):
 
     def infer(self, shapes: list[Shape]) -> Shape:
         h, w, _ = self._image(shapes)
+        self._strided_dilation("conv_transpose")
         (kh, kw), (sh, sw), (dh, dw) = _pair(self.kernel), _pair(self.strides), _pair(self.dilation)
         out = []
         for size, k, s, d in ((h, kh, sh, dh), (w, kw, sw, dw)):
