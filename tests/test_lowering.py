@@ -1,10 +1,12 @@
 """Blocks, repeats, variables, defaults and the CBAPD order, on the IR alone."""
 
+import numpy as np
 import pytest
 
 from nincompile.errors import SpecError
 from nincompile.ir import lower
 from nincompile.spec import parse_spec
+from nincompile.spec import schema as s
 
 
 def graph(text):
@@ -344,3 +346,47 @@ def test_initializer_with_arguments_reaches_keras():
             "name: t\ninput: [8, 8, 3]\n"
             "stages: [{conv: [4, 3], initializer: {variance_scaling: {mod: fan_out}}}]\n"
         )
+
+
+#: per initializer argument: values check accepts, values it refuses
+INITIALIZER_VALUES = {
+    "seed": ([0, 7, 2**31 - 1], [-1, 2**31, 1.5, "abc", True]),
+    "scale": ([0.5, 2], [0, -1, float("inf"), "x"]),
+    "mode": (["fan_in", "fan_out", "fan_avg"], ["bogus", 1]),
+    "distribution": (["truncated_normal", "untruncated_normal", "normal", "uniform"], ["x"]),
+    "mean": ([0, -1.5], [float("inf"), float("nan"), "abc"]),
+    "stddev": ([0.01, 1], [0, -1, float("inf")]),
+    "minval": ([-1], [float("-inf"), "abc"]),
+    "maxval": ([1], [float("inf")]),
+    "value": ([0, 0.5, -3], ["abc", float("nan")]),
+    "gain": ([1.0, -2], [float("inf"), "abc"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(s.INITIALIZER_ARGS))
+def test_initializer_argument_values_are_checked_where_keras_would_fail(name):
+    """Every argument of every initializer: the values check accepts build the Keras
+    initializer and draw finite weights; the ones it refuses are refused with the
+    argument named (build printed Keras's traceback for them)."""
+    from nincompile.keras_builder import build_model
+
+    assert set(s.INITIALIZER_ARG_VALUES) == set(INITIALIZER_VALUES)
+    assert set(INITIALIZER_VALUES) == {a for args in s.INITIALIZER_ARGS.values() for a in args}
+    for arg in s.INITIALIZER_ARGS[name]:
+        good, bad = INITIALIZER_VALUES[arg]
+        for value in good:
+            if name == "random_uniform" and arg == "minval":
+                value = min(value, 0.0)
+            g = graph(
+                "name: t\ninput: [4, 4, 2]\n"
+                f"stages: [{{conv: [3, 3], initializer: {{{name}: {{{arg}: {value!r}}}}}}}]\n"
+            )
+            (layer,) = (la for la in build_model(g).layers if la.weights)
+            assert np.isfinite(np.asarray(layer.kernel)).all(), (name, arg, value)
+        for value in bad:
+            text = repr(value).replace("inf", ".inf").replace("nan", ".nan")
+            with pytest.raises(SpecError, match=f"for {name}.{arg}; received"):
+                graph(
+                    "name: t\ninput: [4, 4, 2]\n"
+                    f"stages: [{{conv: [3, 3], initializer: {{{name}: {{{arg}: {text}}}}}}}]\n"
+                )

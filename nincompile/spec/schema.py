@@ -35,7 +35,9 @@ Nothing in this module imports TensorFlow or Keras.
 from __future__ import annotations
 
 import keyword
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
@@ -291,6 +293,29 @@ INITIALIZER_ARGS = {
 }  # fmt: skip
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: each initializer argument: (what is expected, the test of a value); the values
+#: Keras's initializers accept (a seed: a non-negative 32-bit integer)
+INITIALIZER_ARG_VALUES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "seed": ("an integer from 0 to 2147483647",
+             lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31),
+    "scale": ("a finite number > 0", lambda v: _finite(v) and v > 0),
+    "mode": ("one of fan_in, fan_out, fan_avg", lambda v: v in ("fan_in", "fan_out", "fan_avg")),
+    "distribution": ("one of truncated_normal, untruncated_normal, normal, uniform",
+                     lambda v: v in ("truncated_normal", "untruncated_normal", "normal",
+                                     "uniform")),
+    "mean": ("a finite number", _finite),
+    "stddev": ("a finite number > 0", lambda v: _finite(v) and v > 0),
+    "minval": ("a finite number", _finite),
+    "maxval": ("a finite number", _finite),
+    "value": ("a finite number", _finite),
+    "gain": ("a finite number", _finite),
+}  # fmt: skip
+
+
 def _initializer(value: Any) -> Any:
     """A name (``he_normal``), or one name with its arguments:
     ``{variance_scaling: {scale: 2.0, mode: fan_out}}`` -> ``("variance_scaling",
@@ -329,12 +354,20 @@ def _initializer(value: Any) -> Any:
                 {"name": name, "key": repr(key), "keys": ", ".join(INITIALIZER_ARGS[name]),
                  "hint": did_you_mean(str(key), INITIALIZER_ARGS[name])},
             )  # fmt: skip
-        if not isinstance(v, str | int | float) or isinstance(v, bool):
+        expected, ok = INITIALIZER_ARG_VALUES[key]
+        if not ok(v):
             raise PydanticCustomError(
                 "initializer",
-                "expected a number or a word for {name}.{key}; received {received}",
-                {"name": name, "key": key, "received": repr(v)},
+                "expected {expected} for {name}.{key}; received {received}",
+                {"expected": expected, "name": name, "key": key, "received": repr(v)},
             )
+    if name == "random_uniform" and args.get("minval", -0.05) >= args.get("maxval", 0.05):
+        raise PydanticCustomError(
+            "initializer",
+            "expected random_uniform's minval below its maxval (defaults -0.05 and 0.05); "
+            "received minval {lo}, maxval {hi}",
+            {"lo": args.get("minval", -0.05), "hi": args.get("maxval", 0.05)},
+        )
     return (name, tuple(sorted(args.items())))
 
 
