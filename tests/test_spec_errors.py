@@ -228,3 +228,41 @@ def test_strided_dilation_is_refused_where_keras_refuses_it(kind):
     else:
         compile_spec_text(text)
     assert keras_refuses == (kind in ("Conv2D", "Conv2DTranspose"))
+
+
+@pytest.mark.parametrize(
+    "stage, expected",
+    [
+        ("{conv: [4, 3], weight_decay: .inf}",
+         "stages[0].weight_decay: expected a finite number >= 0; received inf"),
+        ("{conv: [4, 3], batch_norm: {epsilon: .inf}}",
+         "stages[0].batch_norm.epsilon: expected a finite number > 0; received inf"),
+        ("{layer_norm: {epsilon: .nan}}",
+         "stages[0].layer_norm.epsilon: expected a finite number > 0; received nan"),
+        ("{rescale: .nan}", "stages[0].rescale: expected a finite number; received nan"),
+        ("{normalize: {mean: [0, 0, 0], variance: [-1, 1, 1]}}",
+         "stages[0].normalize.variance: expected a list of finite numbers >= 0"),
+        ("{conv: [4, 3], batch_norm: {momentum: -5}}",
+         "stages[0].batch_norm.momentum: expected a rate in [0, 1); received -5"),
+        ("{conv: [4, 3], batch_norm: maybe}",
+         "stages[0].batch_norm: expected true or false, or a mapping of options; "
+         "received 'maybe'"),
+    ],
+    ids=["weight-decay-inf", "bn-epsilon-inf", "ln-epsilon-nan", "rescale-nan",
+         "variance-negative", "bn-momentum-negative", "bn-neither"],
+)  # fmt: skip
+def test_numbers_are_finite_and_union_options_report_one_problem(stage, expected):
+    """inf and nan mean nothing in any field (build printed Keras's traceback for an
+    infinite weight decay); an option that is a flag or a mapping reports the mapping's
+    own problem, located at its key, and no 'expected true or false' beside it."""
+    (problem,) = errors_of(f"name: x\ninput: [8, 8, 3]\nstages: [{stage}]\n")
+    assert expected in problem
+
+
+def test_data_and_train_numbers_are_finite():
+    problems = errors_of(
+        "name: x\ninput: [8, 8, 3]\nstages: [gap]\n"
+        "data: {mean: [.nan, 0, 0], std: [.inf, 1, 1]}\ntrain: {learning_rate: .inf}\n"
+    )
+    assert len(problems) == 3
+    assert all("expected a finite number" in p for p in problems)

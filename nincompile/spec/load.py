@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..errors import Path, SpecError, SpecProblem, did_you_mean
+from . import schema
 from .schema import STAGE_TAGS, Spec
 from .yaml_loader import Limits, Positions, load_yaml, size_problem
 
@@ -43,11 +44,23 @@ class SpecSource:
         return SpecProblem(message, path, self.file, line, col)
 
 
+#: schema classes pydantic names in a location after a field that is a union of one
+#: of them and a plain value (``batch_norm.BatchNormOptions.momentum``)
+_MODEL_NAMES = frozenset(
+    name
+    for name, obj in vars(schema).items()
+    if isinstance(obj, type) and issubclass(obj, BaseModel)
+)
+
+
 def _clean_loc(loc: tuple) -> Path:
-    """Drop the union tags pydantic inserts after a list index (``stages[2].conv``)."""
+    """Drop the union tags pydantic inserts after a list index (``stages[2].conv``) and
+    after a field (``batch_norm.BatchNormOptions``)."""
     out: list[str | int] = []
     for i, part in enumerate(loc):
         if isinstance(part, str) and i > 0 and isinstance(loc[i - 1], int) and part in STAGE_TAGS:
+            continue
+        if isinstance(part, str) and i > 0 and part in _MODEL_NAMES:
             continue
         if isinstance(part, str) and part.startswith("function-"):
             continue
@@ -140,6 +153,14 @@ def _value_at(data: Any, path: Path) -> tuple[bool, Any]:
     return True, node
 
 
+def _is_union_tag(part: Any) -> bool:
+    """Whether ``part`` of a loc names a union member: a scalar type, a schema class
+    (``BatchNormOptions``) or one of our validators (``function-plain[...]``)."""
+    return isinstance(part, str) and (
+        bool(_UNION_TAG.match(part)) or part in _MODEL_NAMES or part.startswith("function-")
+    )
+
+
 def _union_tag_at(e: dict, data: Any) -> int | None:
     """Where in ``e``'s loc pydantic named a union member (``bool``, ``literal[...]``,
     ``dict[...]``), or None; a real key of the document spelled like one is a key."""
@@ -148,7 +169,7 @@ def _union_tag_at(e: dict, data: Any) -> int | None:
     loc = e["loc"]
     for i in range(1, len(loc)):
         part = loc[i]
-        if isinstance(part, str) and _UNION_TAG.match(part):
+        if _is_union_tag(part):
             found, parent = _value_at(data, _clean_loc(loc[:i]))
             if found and isinstance(parent, dict) and part in parent:
                 continue
@@ -162,6 +183,10 @@ def _alternative(e: dict, tag: str) -> str:
         return "true or false"
     if e["type"] == "literal_error":
         return (e.get("ctx") or {}).get("expected", "")
+    if tag in _MODEL_NAMES:
+        return "a mapping of options"
+    if "expected" in (e.get("ctx") or {}):  # our validators' errors
+        return e["ctx"]["expected"]
     return {"dict": "a mapping", "list": "a list", "tuple": "a list"}.get(
         tag.split("[")[0], e["msg"].replace("Input should be ", "")
     )

@@ -243,10 +243,13 @@ Int1 = Annotated[int, Field(ge=1)]
 PosInt = _maybe_var(Int1, "a positive integer")
 Size = _maybe_var(Int1 | tuple[Int1, Int1], "a positive integer or [height, width]")
 Rate = _maybe_var(Annotated[float, Field(ge=0.0, lt=1.0)], "a rate in [0, 1)")
-NonNegFloat = _maybe_var(Annotated[float, Field(ge=0.0)], "a number >= 0")
+# finite: a bound such as ge=0 lets inf through, and no field means anything at inf
+NonNegFloat = _maybe_var(
+    Annotated[float, Field(ge=0.0, allow_inf_nan=False)], "a finite number >= 0"
+)
 Flag = _maybe_var(bool, "true or false")
-PosFloat = _maybe_var(Annotated[float, Field(gt=0.0)], "a number > 0")
-Number = _maybe_var(float, "a number")
+PosFloat = _maybe_var(Annotated[float, Field(gt=0.0, allow_inf_nan=False)], "a finite number > 0")
+Number = _maybe_var(Annotated[float, Field(allow_inf_nan=False)], "a finite number")
 MAX_REPEAT = 1000
 RepeatCount = _maybe_var(
     Annotated[int, Field(ge=0, le=MAX_REPEAT)], f"a count from 0 to {MAX_REPEAT}"
@@ -259,7 +262,14 @@ Pad2D = _maybe_var(
 TargetShape = _maybe_var(
     tuple[Annotated[int, Field(ge=-1)], ...], "a shape such as [1, 1, -1] (one -1 at most)"
 )
-Floats = _maybe_var(tuple[float, ...], "a list of numbers, one per channel")
+Floats = _maybe_var(
+    tuple[Annotated[float, Field(allow_inf_nan=False)], ...],
+    "a list of finite numbers, one per channel",
+)
+NonNegFloats = _maybe_var(
+    tuple[Annotated[float, Field(ge=0.0, allow_inf_nan=False)], ...],
+    "a list of finite numbers >= 0, one per channel",
+)
 
 #: Every name ``keras.activations.get`` accepts, but ``threshold`` (it needs arguments)
 #: and ``glu`` (Keras's Activation layer reports its input shape for it, though glu
@@ -433,7 +443,11 @@ Order = Annotated[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # allow_inf_nan: no float field means anything at inf or nan (a bound such as
+    # ge=0 lets inf through)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False
+    )
 
 
 # ------------------------------------------------------------------------ stages
@@ -515,7 +529,7 @@ class BatchNormOptions(_Model):
     options, else Keras's own (epsilon 0.001, momentum 0.99, center and scale on)."""
 
     epsilon: PosFloat | None = None
-    momentum: Annotated[Any, Rate] | None = None
+    momentum: Rate | None = None
     center: Flag | None = None
     scale: Flag | None = None
 
@@ -637,7 +651,7 @@ class RescaleStage(_Item):
 
 class NormalizeOptions(_Model):
     mean: Floats | None = None
-    variance: Floats | None = None
+    variance: NonNegFloats | None = None
 
     @model_validator(mode="after")
     def _both(self) -> NormalizeOptions:
@@ -1448,8 +1462,9 @@ class Spec(_Model):
     """A nincompile model spec (see the README's tour of the format)."""
 
     model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, frozen=True, title="nincompile spec"
-    )
+        extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False,
+        title="nincompile spec",
+    )  # fmt: skip
 
     name: Identifier
     description: str | None = None
