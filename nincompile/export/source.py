@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ModelLoadError, OptionError, SourceError
-from ..runs.model import SavedModel, load_saved
+from ..runs.model import SavedModel, classifier_problem, load_saved
 from .float32 import dtype_policies, is_float32, rebuild_float32
 
 
@@ -57,28 +57,10 @@ def check_model(src: Source) -> None:
     ``(batch, classes)`` output matching its spec (whose input the loader checked)."""
     model = src.model
     where = f"'{src.path}'"
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    if not inputs or not outputs:
-        raise SourceError(f"cannot export {where}: the model has no defined inputs/outputs")
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise SourceError(
-            f"cannot export {where}: expected one image input and one output; the model has "
-            f"{len(inputs)} inputs and {len(outputs)} outputs"
-        )
-    shape = tuple(inputs[0].shape)
-    if len(shape) != 4 or any(d is None for d in shape[1:]):
-        raise SourceError(
-            f"cannot export {where}: expected an NHWC image input (batch, height, width, "
-            f"channels) with fixed height, width and channels; received {shape}"
-        )
-    if len(tuple(outputs[0].shape)) != 2:
-        raise SourceError(
-            f"cannot export {where}: expected a (batch, classes) output; received "
-            f"{tuple(outputs[0].shape)}"
-        )
+    problem = classifier_problem(model)
+    if problem is not None:
+        raise SourceError(f"cannot export {where}: {problem}")
+    outputs = model.outputs
     n_out = int(outputs[0].shape[-1])
     if src.classes is not None and len(src.classes) != n_out:
         raise SourceError(

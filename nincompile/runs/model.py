@@ -277,6 +277,32 @@ def load_saved(path: str | os.PathLike, *, limits: guard.Limits | None = None, b
     return SavedModel(kind, path, model, name, sha256_file(model_path), spec, spec_sha, notes)
 
 
+def classifier_problem(model) -> str | None:
+    """What keeps ``model`` from being an image classifier that evaluate, predict and
+    export can run (one NHWC image input of fixed size, one ``(batch, classes)``
+    output), or None."""
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs or not outputs:
+        return "the model has no defined inputs/outputs"
+    if len(inputs) != 1 or len(outputs) != 1:
+        return (
+            f"expected one image input and one output; the model has {len(inputs)} inputs "
+            f"and {len(outputs)} outputs"
+        )
+    shape = tuple(inputs[0].shape)
+    if len(shape) != 4 or any(d is None for d in shape[1:]):
+        return (
+            "expected an NHWC image input (batch, height, width, channels) with fixed "
+            f"height, width and channels; received {shape}"
+        )
+    if len(tuple(outputs[0].shape)) != 2 or outputs[0].shape[-1] is None:
+        return f"expected a (batch, classes) output; received {tuple(outputs[0].shape)}"
+    return None
+
+
 def check_belongs(model, model_path: Path, spec, spec_path: Path) -> None:
     """A :class:`ModelLoadError` when the model's one image input is not the one its
     spec describes (a model with other inputs is left to whoever needs one image)."""

@@ -24,9 +24,9 @@ import numpy as np
 from .. import guard
 from ..data import pipeline, sources
 from ..data.prepare import evaluation_batches, resize_mode
-from ..errors import NincompileError
+from ..errors import ModelLoadError, NincompileError
 from ..keras_import import import_keras
-from ..runs.model import SavedModel, load_saved
+from ..runs.model import SavedModel, classifier_problem, load_saved
 from . import report
 from .channels_last import channels_last
 
@@ -36,8 +36,13 @@ keras = import_keras()
 def load_trained(path, *, limits: guard.Limits | None = None, batch: int = 1) -> SavedModel:
     """A run folder (``model.keras``; ``spec.yaml``) or a ``.keras`` file, by the one
     loader of :mod:`nincompile.runs.model`, refused before it is loaded when it and a
-    batch of ``batch`` would not fit in ``limits``."""
-    return load_saved(path, limits=limits, batch=batch, untrained=False)
+    batch of ``batch`` would not fit in ``limits``, and after it is loaded unless it is
+    an image classifier (:func:`~nincompile.runs.model.classifier_problem`)."""
+    trained = load_saved(path, limits=limits, batch=batch, untrained=False)
+    problem = classifier_problem(trained.model)
+    if problem is not None:
+        raise ModelLoadError(f"cannot run '{path}' on images: {problem}")
+    return trained
 
 
 def _probabilities(out: np.ndarray, from_logits: bool | None) -> np.ndarray:

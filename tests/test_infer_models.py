@@ -1,0 +1,83 @@
+"""evaluate, predict and export refuse a saved model that is not an image classifier
+(one fixed-size NHWC input, one (batch, classes) output) with one clear error, before
+any image is read (they printed tracebacks for these)."""
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from nincompile.cli import main
+from nincompile.keras_import import import_keras
+from nincompile.runs.model import classifier_problem
+
+keras = import_keras()
+
+
+def _flat():
+    x = keras.Input((10,))
+    return keras.Model(x, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def _any_size():
+    x = keras.Input((None, None, 3))
+    y = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(x, y)
+
+
+def _two_inputs():
+    a, b = keras.Input((8, 8, 3)), keras.Input((8, 8, 3))
+    y = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([a, b]))
+    return keras.Model([a, b], keras.layers.Dense(3)(y))
+
+
+def _two_outputs():
+    x = keras.Input((8, 8, 3))
+    y = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(x, [keras.layers.Dense(3)(y), keras.layers.Dense(2)(y)])
+
+
+def _image_output():
+    x = keras.Input((8, 8, 3))
+    return keras.Model(x, keras.layers.Conv2D(3, 1)(x))
+
+
+MODELS = {
+    "flat-input": (_flat, "expected an NHWC image input"),
+    "any-size-input": (_any_size, "with fixed height, width and channels"),
+    "two-inputs": (_two_inputs, "the model has 2 inputs and 1 outputs"),
+    "two-outputs": (_two_outputs, "the model has 1 inputs and 2 outputs"),
+    "image-output": (_image_output, "expected a (batch, classes) output; received (None, 8, 8, 3)"),
+}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    for cls in ("a", "b"):
+        (root / cls).mkdir()
+        Image.new("RGB", (8, 8), (10, 200, 30)).save(root / cls / "0.png")
+    return root
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_not_an_image_classifier_is_refused(name, images, tmp_path):
+    make, expected = MODELS[name]
+    model = make()
+    assert expected in classifier_problem(model)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    for args in (["predict", str(path), str(images / "a" / "0.png")],
+                 ["evaluate", str(path), "--data", str(images)]):  # fmt: skip
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert isinstance(result.exception, SystemExit), result.exception
+        assert f"cannot run '{path}' on images: " in result.output
+        assert expected in result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / f"{name}.confusion.png").exists()
+
+
+def test_an_image_classifier_passes():
+    x = keras.Input((8, 8, 3))
+    y = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    assert classifier_problem(keras.Model(x, y)) is None
