@@ -97,6 +97,22 @@ def _history(run):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.parametrize("head", ["[]", "[{dense: 3, pointwise: true}]"], ids=["none", "pointwise"])
+def test_train_refuses_a_model_that_outputs_no_class_vector(tiny, tmp_path, head):
+    """A spec whose output is an image (no head, or a pointwise dense) checks, but train
+    refuses it with one error before it makes the run folder (it printed Keras's
+    traceback after making it)."""
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main, ["train", str(tiny), "--out", str(out), "--set", f"head={head}"]
+    )
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "train needs a model whose output is one score per class" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_train_cli_writes_a_complete_run_folder(tiny, tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["train", str(tiny), "--out", str(out), "--epochs", "2"])

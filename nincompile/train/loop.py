@@ -258,6 +258,7 @@ def train(
                          "every process can reach")  # fmt: skip
     distribute.check_batch(train_cfg.batch_size, topo)
     feed.check_setting(feed.on_device_setting(spec.data), distributed=topo.distributed)
+    _outputs(compiled)  # a model that is no classifier is refused before any folder is made
     run, state, changes = _resolve_run(source, out, resume, create=topo.chief)
     if resume and state is None:
         reporter.note(f"nothing to resume in {run.path}: it has no completed epoch; "
@@ -681,8 +682,18 @@ def _metrics(spec, compiled, history, best, train_cfg, device, jit, policy, data
 
 
 def _outputs(compiled) -> int | None:
+    """The number of class scores the model outputs; a TrainError unless its output is
+    one score per class (``train`` fits a classifier: sparse labels, one per image)."""
     graph = compiled.graph
-    return int(graph.shapes[graph.output.name][-1])
+    shape = graph.shapes[graph.output.name]
+    if len(shape) != 1:
+        raise TrainError(
+            f"{compiled.spec.name}: train needs a model whose output is one score per class, "
+            f"shape [classes]; received output shape {list(shape)} (its last layer "
+            f"'{graph.output.name}'): end the head with 'gap' or 'flatten' and a dense layer "
+            "as wide as the number of classes"
+        )
+    return int(shape[-1])
 
 
 def _default_train():
