@@ -517,6 +517,28 @@ def test_emit_reports_bad_spec_and_writes_the_others(project, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["lenet5.py"]
 
 
+def test_emit_refuses_a_model_over_the_resource_limits(project, monkeypatch):
+    """emit applies the limits build and check apply: no module of a model that could
+    not be built here (a module of 3e13 parameters ran out of memory when imported)."""
+    big = project / "big.yaml"
+    big.write_text(
+        "name: big\ninput: [8, 8, 3]\nstages: [{depthwise: 3, depth_multiplier: 1000000}]\n",
+        "utf-8",
+    )
+    out = project / "out"
+    out.mkdir()
+    monkeypatch.setenv("NINCOMPILE_MAX_PARAMS", "1000000")
+    result = CliRunner().invoke(main, ["emit", str(big), "specs/lenet5.yaml", "-o", str(out)])
+    assert result.exit_code == 1
+    assert "big is too large: 30,000,000 parameters, over the limit of 1,000,000" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["lenet5.py"]
+    monkeypatch.setenv("NINCOMPILE_MAX_PARAMS", "100000000")
+    result = CliRunner().invoke(main, ["emit", str(big), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "big.py").is_file()
+
+
 def test_emit_check_needs_no_tensorflow():
     code = (
         "import sys\n"
