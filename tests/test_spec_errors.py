@@ -266,3 +266,20 @@ def test_data_and_train_numbers_are_finite():
     )
     assert len(problems) == 3
     assert all("expected a finite number" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        ("sqrt($f)", "expected one of the functions abs, ceil"),
+        ("int($f * 1e300)", "expected a magnitude of at most 1e15 at column 10"),
+    ],
+    ids=["unknown-function", "huge-literal"],
+)
+def test_an_expression_that_does_not_parse_says_why(value, reason):
+    """A value holding '$' was meant as an expression: its parse error is reported,
+    not 'expected a positive integer'."""
+    (problem,) = errors_of(
+        f"name: x\ninput: [8, 8, 3]\nparams: {{f: 4}}\nstages: [{{conv: ['{value}', 3]}}]\n"
+    )
+    assert "stages[0].conv.filters" in problem and reason in problem

@@ -145,7 +145,8 @@ def _as_var(value: Any) -> Var | None:
         return value
     if isinstance(value, str) and _VAR_RE.match(value):
         return Var(value[1:])
-    if isinstance(value, str) and (value.startswith("$") or expr.is_expression(value)):
+    # a '$' anywhere means an expression was meant: its parse error is the problem
+    if isinstance(value, str) and ("$" in value or expr.is_expression(value)):
         try:
             return Expression(expr.parse(value))
         except expr.ExprError as err:
