@@ -27,9 +27,14 @@ def _fmt_int(value: int) -> str:
 
 def _print_table(compiled) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{compiled.name}  ({compiled.source.file})", title_justify="left")
+    from .data.raw import printable
+
+    # the path as typed: no escape sequence reaches the terminal, no [tag] is markup
+    where = escape(printable(compiled.source.file))
+    table = Table(title=f"{compiled.name}  ({where})", title_justify="left")
     for col, justify in (
         ("layer", "left"),
         ("kind", "left"),

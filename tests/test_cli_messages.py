@@ -153,3 +153,14 @@ def test_variant_picks_one_family_member(tmp_path):
     result = CliRunner().invoke(main, ["check", str(spec), "--variant", "huge"])
     assert result.exit_code == 1
     assert "no variant named 'huge'; expected one of: fam_small, fam_big" in result.output
+
+
+def test_build_table_prints_the_spec_path_as_text(runner, spec_file):
+    """A spec's path reaches the table's title with its control characters written
+    out and its brackets as brackets (it printed the escape sequence raw, and rich
+    read '[bold]' as markup)."""
+    path = spec_file(TINY, "esc\x1b[31mred[bold].yaml")
+    result = runner.invoke(main, ["build", "--no-save", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    assert "esc\\x1b[31mred[bold].yaml" in "".join(result.output.split())  # title wraps
