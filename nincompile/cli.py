@@ -209,8 +209,8 @@ def build(specs, out, as_json, no_save, weights, variant, max_params) -> None:
 
     Prints each model's layers (name, kind, output shape, params, MACs) and totals,
     and compares them with the spec's 'expect:'.  Exits 1 if any spec fails to
-    compile, any count differs from 'expect:' or the --weights do not fit (that model
-    is not saved).
+    compile, any count differs from 'expect:' or the --weights cannot be loaded (that
+    model is not saved).
 
     A model whose estimated memory (for a spec with train:, what training one batch of
     train.batch_size takes: weights, gradients, optimiser slots and every activation)
@@ -292,7 +292,8 @@ def build(specs, out, as_json, no_save, weights, variant, max_params) -> None:
                 _fail(f"{compiled.name}: not saved, because its counts differ from 'expect:'")
         elif not loaded:
             if not no_save:
-                _fail(f"{compiled.name}: not saved, because its weights do not fit (see above)")
+                _fail(f"{compiled.name}: not saved, because its --weights were not loaded "
+                      "(see above)")  # fmt: skip
         elif not no_save:
             target = api.save_model(model, out, compiled.name)
             if not as_json:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsError, WeightsMismatch, did_you_mean
+from .errors import WeightsError, WeightsMismatch, did_you_mean, first_line
 
 KERAS_PREFIX = "keras:"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -528,7 +528,10 @@ def _load_model(path: Path, shown: str):
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as err:  # Keras raises many kinds for a file it cannot rebuild
-        raise WeightsError(f"cannot load the model in '{shown}': {err}") from None
+        raise WeightsError(
+            f"cannot load the model in '{shown}': Keras could not rebuild it from its "
+            f"config ({type(err).__name__}: {first_line(err)})"
+        ) from None
 
 
 def _read_h5_file(path: Path, shown: str) -> SourceWeights:

@@ -158,7 +158,7 @@ def test_shape_mismatch_names_both_layers_and_assigns_nothing(runner, spec, tmp_
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "small: weights do not fit: source layer 'predictions'" in result.output
-    assert "not saved, because its weights do not fit" in result.output
+    assert "not saved, because its --weights were not loaded" in result.output
     assert not (out / "small.keras").exists()
 
 
@@ -252,6 +252,26 @@ def test_unreadable_sources_are_clean_errors(runner, spec, tmp_path):
     result = runner.invoke(main, ["build", str(spec), "-o", str(out), "--weights", str(garbage)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "is neither a .keras file" in result.output and not out.exists()
+
+
+def test_a_model_keras_cannot_rebuild_is_named_with_why(runner, spec, tmp_path):
+    """A .keras whose weights are there but whose config Keras cannot rebuild (here a
+    list) says so with the error's kind; it printed Keras's bare message."""
+    saved = tmp_path / "saved.keras"
+    api.build(api.compile_spec(spec)).save(saved)
+    odd = tmp_path / "odd.keras"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(odd, "w") as dst:
+        for item in src.infolist():
+            data = b"[1, 2]" if item.filename == "config.json" else src.read(item)
+            dst.writestr(item, data)
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["build", str(spec), "-o", str(out), "--weights", str(odd)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"cannot load the model in '{odd}': Keras could not rebuild it from its config (" in (
+        "".join(result.output.split("\n"))
+    )
+    assert "not saved, because its --weights were not loaded" in result.output
+    assert not out.exists()
 
 
 def test_offline_keras_application_is_a_clean_error(runner, spec, monkeypatch):
