@@ -469,7 +469,13 @@ def test_a_stop_dropped_where_it_landed_still_stops(tiny, tmp_path, monkeypatch,
 
     monkeypatch.setattr(pipeline, "reseed", dropping)
     out = tmp_path / "r"
-    result = _cli("train", tiny, "--out", out)
+    # the premise: Ctrl-C raises, as in a terminal (a test process may have been handed
+    # SIGINT ignored, and then the stop is rightly never noted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = _cli("train", tiny, "--out", out)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.exit_code == 128 + signum, result.output
     why = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
     assert f"stopped by {why} after 1 of 3 epochs" in result.output, result.output
