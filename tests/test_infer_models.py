@@ -81,3 +81,27 @@ def test_an_image_classifier_passes():
     x = keras.Input((8, 8, 3))
     y = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
     assert classifier_problem(keras.Model(x, y)) is None
+
+
+def test_outputs_past_the_named_classes_are_numbered(tmp_path, images):
+    """A model trained on fewer classes than it has outputs (the README's fine-tuning
+    walk-through trains CIFAR's 10-way baseline on 5 classes): predict and evaluate
+    name the outputs past the spec's classes by number (predict raised IndexError, and
+    evaluate did when such an output won)."""
+    import nincompile
+
+    spec = tmp_path / "wide.yaml"
+    spec.write_text(
+        "name: wide\ninput: [8, 8, 3]\nstages: [{conv: [4, 3], padding: same}]\n"
+        "head: [gap, {dense: 4, activation: softmax}]\n"
+        "train: {optimizer: adam, learning_rate: 0.01, batch_size: 16, epochs: 1}\n"
+        "data: {dataset: synthetic, classes: [a, b], limit: 32}\n",
+        "utf-8",
+    )
+    run = tmp_path / "run"
+    nincompile.train(spec, out=run)
+    (top,) = nincompile.predict(run, images / "a" / "0.png", top=4)
+    assert sorted(t["class"] for t in top["top"]) == ["2", "3", "a", "b"]
+    result = nincompile.evaluate(run, images)
+    assert result["classes"] == ["a", "b", "2", "3"]
+    assert len(result["confusion"]) == 4 and result["images"] == 2

@@ -87,8 +87,10 @@ class SavedModel:
 
     @property
     def labels(self) -> list[str]:
-        """The class names: the spec's, else the outputs numbered ``"0"``, ``"1"``, ..."""
-        return self.classes or [str(i) for i in range(int(self.model.output_shape[-1]))]
+        """A name for each output: the spec's class names, else (and for outputs past
+        them: a model trained on fewer classes than it has outputs) its number."""
+        names = self.classes or []
+        return names + [str(i) for i in range(len(names), int(self.model.output_shape[-1]))]
 
     @property
     def described(self):

@@ -40,6 +40,13 @@ def load_trained(path, *, limits: guard.Limits | None = None, batch: int = 1) ->
     an image classifier (:func:`~nincompile.runs.model.classifier_problem`)."""
     trained = load_saved(path, limits=limits, batch=batch, untrained=False)
     problem = classifier_problem(trained.model)
+    if problem is None and trained.classes:
+        outputs = int(trained.model.output_shape[-1])
+        if len(trained.classes) > outputs:
+            problem = (
+                f"its spec names {len(trained.classes)} classes (data.classes) but the model "
+                f"has {outputs} outputs"
+            )
     if problem is not None:
         raise ModelLoadError(f"cannot run '{path}' on images: {problem}")
     return trained
