@@ -58,15 +58,16 @@ def compile_all(spec, variant: str | None = None, *, overrides=None) -> list[Com
     members = _members(source, variant)
     if len(members) == 1 and members[0] is source:
         return [compile_source(source)]
-    out = []
+    out, problems, kinds = [], [], set()
     for member in members:
         try:
             out.append(compile_source(member))
-        except SpecError as err:  # say which model of the file it is
-            raise type(err)(
-                [dataclasses.replace(p, message=f"{p.message} (in {member.spec.name})")
-                 for p in err.problems]
-            ) from None  # fmt: skip
+        except SpecError as err:  # every model's problems, each saying which model it is
+            kinds.add(type(err))
+            problems += [dataclasses.replace(p, message=f"{p.message} (in {member.spec.name})")
+                         for p in err.problems]  # fmt: skip
+    if problems:
+        raise (kinds.pop() if len(kinds) == 1 else SpecError)(problems)
     return out
 
 

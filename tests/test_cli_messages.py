@@ -164,3 +164,20 @@ def test_build_table_prints_the_spec_path_as_text(runner, spec_file):
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output
     assert "esc\\x1b[31mred[bold].yaml" in "".join(result.output.split())  # title wraps
+
+
+def test_every_bad_family_member_is_reported_at_once(runner, tmp_path):
+    """A family with two bad members lists both problems, each naming its member (only
+    the first was reported)."""
+    path = tmp_path / "fam.yaml"
+    path.write_text(
+        "name: fam\nparams: {alpha: 1.0}\n"
+        "family: {ok: {alpha: 0.5}, s1: {alpha: wide}, s2: {alpha: nope}}\n"
+        "input: [16, 16, 3]\nstages: [{conv: ['divisible(32 * $alpha, 8)', 3]}]\n",
+        "utf-8",
+    )
+    result = runner.invoke(main, ["check", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "2 problems in spec" in result.output
+    assert "received string 'wide'" in result.output and "(in fam_s1)" in result.output
+    assert "received string 'nope'" in result.output and "(in fam_s2)" in result.output
