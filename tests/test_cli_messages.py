@@ -181,3 +181,18 @@ def test_every_bad_family_member_is_reported_at_once(runner, tmp_path):
     assert "2 problems in spec" in result.output
     assert "received string 'wide'" in result.output and "(in fam_s1)" in result.output
     assert "received string 'nope'" in result.output and "(in fam_s2)" in result.output
+
+
+def test_a_family_member_s_invalid_values_name_the_member(runner, tmp_path):
+    """A member whose values make the spec invalid (here its input) says which member
+    it is, and every such member is listed."""
+    path = tmp_path / "fam.yaml"
+    path.write_text(
+        "name: fam\nparams: {r: 16}\nfamily: {ok: {r: 16}, neg: {r: -1}, zero: {r: 0}}\n"
+        "input: [$r, $r, 3]\nstages: [{conv: [8, 3]}]\n",
+        "utf-8",
+    )
+    result = runner.invoke(main, ["check", str(path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "received -1 (in family member neg)" in result.output
+    assert "received 0 (in family member zero)" in result.output

@@ -14,6 +14,7 @@ reported at its line in ``variants:`` with a suggestion.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from pathlib import PurePath
@@ -57,7 +58,8 @@ def _family(source: SpecSource) -> list[SpecSource]:
             "a spec has either 'family' or 'variants', not both: expected one of them",
             ("variants",), source.file, line, col,
         )])  # fmt: skip
-    out = []
+    out: list[SpecSource] = []
+    problems: list[SpecProblem] = []
     for member, values in spec.family.items():
 
         def where(message: str, path: tuple, key: str = "", member: str = member) -> SpecProblem:
@@ -81,7 +83,15 @@ def _family(source: SpecSource) -> list[SpecSource]:
         name = f"{spec.name}_{member}"
         items.append(Override(("name",), name, "family member name", where))
         header = f"{PurePath(source.file).name}: family member {name}"  # path-independent
-        out.append(_member(source, items, header, data))
+        try:
+            out.append(_member(source, items, header, data))
+        except SpecError as err:  # every member's problems, each saying which member
+            tag = f" (in family member {member})"
+            problems += [p if p.message.endswith(tag) else
+                         dataclasses.replace(p, message=p.message + tag)
+                         for p in err.problems]  # fmt: skip
+    if problems:
+        raise SpecError(problems)
     return out
 
 
