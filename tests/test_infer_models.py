@@ -105,3 +105,13 @@ def test_outputs_past_the_named_classes_are_numbered(tmp_path, images):
     result = nincompile.evaluate(run, images)
     assert result["classes"] == ["a", "b", "2", "3"]
     assert len(result["confusion"]) == 4 and result["images"] == 2
+
+
+def test_evaluate_writes_the_confusion_png_beside_a_keras_file(tmp_path, images):
+    x = keras.Input((8, 8, 3))
+    y = keras.layers.Dense(2, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    path = tmp_path / "good.keras"
+    keras.Model(x, y).save(path)
+    result = CliRunner().invoke(main, ["evaluate", str(path), "--data", str(images)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "good.confusion.png").is_file()
