@@ -283,3 +283,10 @@ def test_an_expression_that_does_not_parse_says_why(value, reason):
         f"name: x\ninput: [8, 8, 3]\nparams: {{f: 4}}\nstages: [{{conv: ['{value}', 3]}}]\n"
     )
     assert "stages[0].conv.filters" in problem and reason in problem
+
+
+def test_an_empty_spec_path_is_not_the_current_folder():
+    from nincompile.spec import load_spec
+
+    with pytest.raises(SpecError, match="'': empty path; expected a .yaml file"):
+        load_spec("")

@@ -324,6 +324,8 @@ def load_spec(path: str | FsPath) -> SpecSource:
     from ..guard import NotRegularFile, open_regular
     from . import builtin
 
+    if str(path) == "":  # FsPath("") is the current folder
+        raise SpecError([SpecProblem("empty path; expected a .yaml file", (), repr(str(path)))])
     p = FsPath(path)
     if not os.path.lexists(p) and (found := builtin.find(str(path))) is not None:
         p = path = found
