@@ -196,3 +196,31 @@ def test_a_family_member_s_invalid_values_name_the_member(runner, tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "received -1 (in family member neg)" in result.output
     assert "received 0 (in family member zero)" in result.output
+
+
+def test_every_bad_family_value_and_variant_key_is_reported_at_once():
+    """Unknown params in several family members, and several bad variant keys, are
+    all listed (the first stopped the check)."""
+    from nincompile.errors import SpecError
+    from nincompile.spec import parse_spec
+    from nincompile.spec.variants import expand
+
+    family = parse_spec(
+        "name: fam\nparams: {r: 16}\nfamily: {a: {q: 1, z: 2}, b: {rr: 3}, c: {r: 8}}\n"
+        "input: [$r, $r, 3]\nstages: [{conv: [8, 3]}]\n",
+        "fam.yaml",
+    )
+    with pytest.raises(SpecError) as info:
+        expand(family)
+    found = [(p.path, p.message.endswith(f"(in family member {p.path[1]})"))
+             for p in info.value.problems]  # fmt: skip
+    assert found == [(("family", "a", "q"), True), (("family", "a", "z"), True),
+                     (("family", "b", "rr"), True)]  # fmt: skip
+    variants = parse_spec(
+        "name: v\ninput: [8, 8, 3]\nvariants: {zzz: [1], yyy: [2], defaults.order: [bamd]}\n"
+        "stages: [{conv: [8, 3]}]\n",
+        "v.yaml",
+    )
+    with pytest.raises(SpecError) as info:
+        expand(variants)
+    assert [p.path for p in info.value.problems] == [("variants", "zzz"), ("variants", "yyy")]

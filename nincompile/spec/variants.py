@@ -68,18 +68,22 @@ def _family(source: SpecSource) -> list[SpecSource]:
             return SpecProblem(message + f" (in family member {member})", at, source.file,
                                line, col)  # fmt: skip
 
-        items = []
+        items, unknown = [], []
         for key, value in values.items():
             if key == "expect":
                 items.append(Override(("expect",), value, f"family.{member}.expect", where))
                 continue
             if key not in spec.params:
                 known = ", ".join(spec.params) or "none"
-                raise SpecError([where(
+                unknown.append(where(
                     f"'{key}' is not one of the spec's params{did_you_mean(key, spec.params)}: "
                     f"expected one of {known}, or 'expect'", (), key,
-                )])  # fmt: skip
+                ))  # fmt: skip
+                continue
             items.append(Override(("params", key), value, f"family.{member}.{key}", where))
+        if unknown:
+            problems += unknown
+            continue
         name = f"{spec.name}_{member}"
         items.append(Override(("name",), name, "family member name", where))
         header = f"{PurePath(source.file).name}: family member {name}"  # path-independent
@@ -139,7 +143,14 @@ def expand(source: SpecSource) -> list[SpecSource]:
 
         return where
 
-    paths = {key: parse_key(key, locator(key)) for key in keys}
+    paths, problems = {}, []
+    for key in keys:  # every bad key at once
+        try:
+            paths[key] = parse_key(key, locator(key))
+        except SpecError as err:
+            problems += err.problems
+    if problems:
+        raise SpecError(problems)
     out: list[SpecSource] = []
     seen: dict[str, str] = {}
     for combo in itertools.product(*(list(enumerate(spec.variants[k])) for k in keys)):
