@@ -397,6 +397,17 @@ def test_a_corrupt_history_is_one_line_in_resume_and_compare(run, tmp_path, spoi
     _refused(_cli("compare", run, "--out", tmp_path / "cmp"), *words)
 
 
+def test_resume_without_its_state_leaves_a_trained_run_alone(run):
+    """A trained run whose checkpoint/state.json is gone is refused, every file kept:
+    resume took it for a run that never finished an epoch and trained over it."""
+    (run / runs.CHECKPOINT / runs.STATE).unlink()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != runs.LOCK}
+    line = _refused(_cli("train", run, "--resume"), "cannot resume", "no checkpoint/state.json")
+    assert "model.keras, best.keras" in line
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != runs.LOCK}
+    assert after == before
+
+
 @pytest.mark.parametrize(
     "text, words",
     [
