@@ -115,3 +115,32 @@ def test_evaluate_writes_the_confusion_png_beside_a_keras_file(tmp_path, images)
     result = CliRunner().invoke(main, ["evaluate", str(path), "--data", str(images)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "good.confusion.png").is_file()
+
+
+def test_a_run_trained_on_folder_names_keeps_them(tmp_path, images):
+    """A run whose spec names no classes (the training folder's sub-folders did) keeps
+    those names from its metrics.json: predict names them, and evaluate maps a folder
+    by them (a folder holding only 'b' was labelled 0, the model's 'a', and scored as
+    such, exit 0)."""
+    import shutil
+
+    import nincompile
+
+    spec = tmp_path / "plain.yaml"
+    spec.write_text(
+        "name: plain\ninput: [8, 8, 3]\nstages: [{conv: [4, 3], padding: same}]\n"
+        "head: [gap, {dense: 2, activation: softmax}]\n"
+        "train: {optimizer: adam, learning_rate: 0.01, batch_size: 2, epochs: 1}\n"
+        "data: {validation_split: 0}\n",
+        "utf-8",
+    )
+    run = tmp_path / "run"
+    nincompile.train(spec, data=images, out=run)
+    (top,) = nincompile.predict(run, images / "b" / "0.png", top=2)
+    assert sorted(t["class"] for t in top["top"]) == ["a", "b"]
+    assert nincompile.evaluate(run, images)["classes"] == ["a", "b"]
+    only_b = tmp_path / "only_b"
+    shutil.copytree(images / "b", only_b / "b")
+    result = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(only_b)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Expected classes [a, b]; found [b]" in result.output

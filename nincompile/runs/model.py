@@ -276,7 +276,27 @@ def load_saved(path: str | os.PathLike, *, limits: guard.Limits | None = None, b
         check_belongs(model, model_path, spec, spec_path)
         if kind == "keras":
             notes.append(f"classes and normalisation from {spec_path}")
+        spec = _with_trained_classes(spec, spec_path.parent, notes)
     return SavedModel(kind, path, model, name, sha256_file(model_path), spec, spec_sha, notes)
+
+
+def _with_trained_classes(spec, folder: Path, notes: list[str]):
+    """``spec`` with the class names its run trained on (``metrics.json``'s
+    ``classes``) where it names none (``data.classes`` unset: the training folder's
+    sub-folders named them), so that evaluate maps a folder's classes by name and
+    predict names them, as training did."""
+    if spec.data is not None and spec.data.classes:
+        return spec
+    metrics = runs.RunFolder(folder).metrics() if (folder / runs.METRICS).exists() else None
+    classes = (metrics or {}).get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        return spec
+    from ..spec.schema import Data
+
+    data = (spec.data.model_copy(update={"classes": classes}) if spec.data is not None
+            else Data(classes=classes))  # fmt: skip
+    notes.append(f"classes from {folder / runs.METRICS}")
+    return spec.model_copy(update={"data": data})
 
 
 def classifier_problem(model) -> str | None:
