@@ -148,6 +148,24 @@ def test_compare_run_folders_with_one_seed(spec_file, tmp_path, monkeypatch):
     assert missing.exit_code == 1 and "does not exist" in missing.output
 
 
+def test_compare_keeps_runs_of_one_name_apart_unless_only_the_seed_differs(spec_file, tmp_path):
+    """Runs of one model name are seeds of one variant only where their specs differ in
+    train.seed alone (and they started from the same weights): a wider model of the
+    same name is its own row, labelled with its folder (they were averaged as seeds)."""
+    from nincompile.spec.overrides import apply_overrides
+
+    source = load_spec(spec_file(TINY.replace("variants:\n  defaults.order: [bamd, badm]\n",
+                                              "")))  # fmt: skip
+    for folder, sets in (("s1", ["train.seed=1"]), ("s2", ["train.seed=2"]),
+                         ("wide", ["train.seed=1", "stages.0.conv=[12, 3]"])):  # fmt: skip
+        train(apply_overrides(source, sets), out=tmp_path / folder, stop_after=1)
+    result = api.compare([tmp_path / f for f in ("s1", "s2", "wide")], out=tmp_path / "cmp")
+    rows = {r["variant"]: r for r in result["rows"]}
+    assert set(rows) == {"tinyv (s1)", "tinyv (wide)"}
+    assert rows["tinyv (s1)"]["seeds"] == 2 and rows["tinyv (wide)"]["seeds"] == 1
+    assert rows["tinyv (wide)"]["params"] > rows["tinyv (s1)"]["params"]
+
+
 def test_concurrent_members_share_accelerators_fairly():
     from nincompile.sweep.runner import member_env
 

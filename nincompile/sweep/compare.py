@@ -2,8 +2,8 @@
 
 Columns: parameters, MACs, model size on disk, best and final validation accuracy,
 final training accuracy, the train - validation gap (the seed's over-fitting), median
-epoch time and images/s.  Runs of one model name with different seeds are one
-variant: its figures are mean ± standard deviation (n - 1), and each variant says
+epoch time and images/s.  Runs of one model name whose specs differ in
+``train.seed`` alone (and that started from the same weights) are one variant: its figures are mean ± standard deviation (n - 1), and each variant says
 whether its distance from the best is larger than the seed-to-seed spread (the sum
 of the two standard deviations), i.e. whether the ranking is more than noise.
 """
@@ -36,6 +36,9 @@ class RunInfo:
     metrics: dict
     history: list[dict]
     size: int
+    #: what makes runs seeds of one variant: the spec without train.seed, and the
+    #: weights it started from (two runs of one name may differ in either)
+    setup: str = ""
 
     def final(self, key):
         return (self.metrics.get("final") or {}).get(key)
@@ -81,6 +84,24 @@ def find_runs(paths) -> list[Path]:
     return found
 
 
+def _setup(folder: runs.RunFolder, metrics: dict) -> str:
+    """The run's spec (its spec.yaml) without ``train.seed``, and the sha256 of the
+    weights it started from, as one string ("" where the spec cannot be read)."""
+    from ..errors import NincompileError as _Error
+    from ..spec.yaml_loader import load_yaml
+
+    try:
+        text = folder.read_text(runs.SPEC)
+        data = load_yaml(text, runs.SPEC)[0] if text is not None else None
+    except (_Error, OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("train"), dict):
+        data = {**data, "train": {k: v for k, v in data["train"].items() if k != "seed"}}
+    init = metrics.get("init_weights")
+    init_sha = init.get("sha256") if isinstance(init, dict) else None
+    return json.dumps([data, init_sha], sort_keys=True, default=str)
+
+
 def load_run(path: Path) -> RunInfo:
     folder = runs.RunFolder(path)
     metrics = folder.metrics() or {}  # checked: a bad field is a one-line error
@@ -92,13 +113,26 @@ def load_run(path: Path) -> RunInfo:
         metrics=metrics,
         history=folder.read_history(),
         size=model.stat().st_size if regular_or_missing(model, runs.WHAT) else 0,
+        setup=_setup(folder, metrics),
     )
 
 
 def rows_of(infos: list[RunInfo]) -> list[Row]:
-    rows: dict[str, Row] = {}
+    """One row per variant: runs of one name and one setup (:func:`_setup`) are its
+    seeds; where runs of one name differ in setup, each row is labelled with its first
+    run's folder, ``baseline (last5-scratch)``."""
+    groups: dict[tuple[str, str], list[RunInfo]] = {}
     for info in infos:
-        rows.setdefault(info.name, Row(info.name)).runs.append(info)
+        groups.setdefault((info.name, info.setup), []).append(info)
+    setups: dict[str, int] = {}
+    for name, _ in groups:
+        setups[name] = setups.get(name, 0) + 1
+    rows: dict[str, Row] = {}
+    for (name, _), members in groups.items():
+        label = name if setups[name] == 1 else f"{name} ({members[0].path.name})"
+        while label in rows:  # two folders of one name in different places
+            label += "'"
+        rows[label] = Row(label, list(members))
     key = lambda r: r.stat(lambda x: x.best_val)[0]  # noqa: E731
     return sorted(rows.values(), key=lambda r: (key(r) is None, -(key(r) or 0.0), r.name))
 
