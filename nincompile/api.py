@@ -462,12 +462,18 @@ def sweep(specs, *, data=None, val=None, out: str | os.PathLike = "sweeps/sweep"
     ``.csv``, ``.png``).  Finished members are skipped and interrupted ones resumed;
     members run as separate processes (``jobs`` at once).  ``shard`` (``"i/n"`` or
     ``(i, n)``) takes machine i's share of n.  ``say`` hears each step."""
+    from .runs import folder as run_folders
     from .spec.overrides import parse_overrides
     from .sweep import members as sweep_members
     from .sweep.compare import compare as run_compare
     from .sweep.runner import run_members
 
     say = say or (lambda text: None)
+    if run_folders.is_run(Path(out)):  # compare would read it as the one run there
+        raise NincompileError(
+            f"--out '{out}' is a run folder; a sweep needs a folder of its own (its members' "
+            "run folders go inside it)"
+        )
     if isinstance(specs, str | os.PathLike):
         specs = [specs]
     items = parse_overrides(overrides)

@@ -182,3 +182,16 @@ def test_concurrent_members_share_accelerators_fairly():
     own = member_env(0, 4, ["0"], {**base, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
     assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in own
     assert member_env(0, 4, [], base) == base and member_env(0, 1, ["0"], base) == base
+
+
+def test_sweep_refuses_a_run_folder_as_its_out(spec_file, tmp_path):
+    """A sweep into a run folder would put its members inside the run, and compare
+    would then read only the run: refused, nothing written."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.SPEC).write_text("name: x\n")
+    before = sorted(p.name for p in run.iterdir())
+    result = CliRunner().invoke(main, ["sweep", str(spec_file(TINY)), "--out", str(run)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "is a run folder; a sweep needs a folder of its own" in result.output
+    assert sorted(p.name for p in run.iterdir()) == before

@@ -3,8 +3,9 @@
 Columns: parameters, MACs, model size on disk, best and final validation accuracy,
 final training accuracy, the train - validation gap (the seed's over-fitting), median
 epoch time and images/s.  Runs of one model name whose specs differ in
-``train.seed`` alone (and that started from the same weights) are one variant: its figures are mean ± standard deviation (n - 1), and each variant says
-whether its distance from the best is larger than the seed-to-seed spread (the sum
+``train.seed`` alone (and that started from the same weights) are one variant: its
+figures are mean ± standard deviation (n - 1), and each variant says whether its
+distance from the best is larger than the seed-to-seed spread (the sum
 of the two standard deviations), i.e. whether the ranking is more than noise.
 """
 
