@@ -574,3 +574,22 @@ def test_list_and_read_images(tmp_path):
     with pytest.raises(DataError, match="cannot read image") as err:
         read_images([one, tmp_path / "bad.png"], channels=3, size=(4, 4))
     assert str(tmp_path / "bad.png") in str(err.value)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_16_bit_grey_png_is_scaled_not_clipped(tmp_path, channels):
+    """Pillow opens a 16-bit grey PNG as I;16 and its convert() clips at 255: such an
+    image read almost white.  Its values are scaled to 8 bits, as the same image saved
+    with 8 bits reads."""
+    from PIL import Image
+
+    from nincompile.data.sources import read_images
+
+    grey8 = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    Image.fromarray(grey8, "L").save(tmp_path / "g8.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    got16, got8 = (np.asarray(read_images([tmp_path / f], channels=channels))
+                   for f in ("g16.png", "g8.png"))  # fmt: skip
+    np.testing.assert_array_equal(got16, got8)
+    assert got16.reshape(-1, channels)[:, 0].tolist() == grey8.ravel().tolist()
