@@ -144,3 +144,16 @@ def test_a_run_trained_on_folder_names_keeps_them(tmp_path, images):
     result = CliRunner().invoke(main, ["evaluate", str(run), "--data", str(only_b)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Expected classes [a, b]; found [b]" in result.output
+
+
+def test_confusion_png_of_odd_class_names_warns_of_nothing(tmp_path):
+    """Class names with control characters or a script the font lacks: the PNG is
+    written, with no matplotlib warning reaching the user."""
+    import warnings
+
+    from nincompile.train import report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report.confusion_png([[1, 0], [0, 1]], ["a\x1b[31m", "猫"], tmp_path / "c.png", "t")
+    assert (tmp_path / "c.png").stat().st_size > 0

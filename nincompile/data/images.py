@@ -162,18 +162,18 @@ def _open_image_file(path):
         raise DataError(f"image file '{printable(path)}' does not exist") from None
 
 
-
 def _grey_to_8_bits(im):
     """A grey image of more than 8 bits (Pillow's ``I;16*`` modes, a 16-bit PNG; or
     ``I``) as 8-bit ``L``, each value scaled by 255 / 65535 and rounded: Pillow's
-    ``convert`` clips such values at 255, so a 16-bit image came out almost white.  An ``I`` image whose values all
-    fit in 8 bits is taken as it is."""
+    ``convert`` clips such values at 255, so a 16-bit image came out almost white.
+    An ``I`` image whose values all fit in 8 bits is taken as it is."""
     from PIL import Image
 
     arr = np.asarray(im).astype(np.int64)
     if im.mode.startswith("I;16") or (arr.size and arr.max() > 255):
         arr = (np.clip(arr, 0, 65535) + 128) // 257
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+
 
 def _decode_one(
     path: str | os.PathLike,

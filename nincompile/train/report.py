@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from ..files import atomic_write
@@ -43,8 +44,11 @@ def confusion_png(matrix, classes: list[str], target: Path, title: str) -> None:
     plt = _pyplot()
     import numpy as np
 
+    from ..data.raw import printable
+
     m = np.asarray(matrix)
     n = len(classes)
+    classes = [printable(c) for c in classes]  # control characters written out
     size = max(5, 0.5 * n + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(m, cmap="Blues")
@@ -59,8 +63,10 @@ def confusion_png(matrix, classes: list[str], target: Path, title: str) -> None:
             for j in range(n):
                 color = "white" if top and m[i, j] > top / 2 else "black"
                 ax.text(j, i, str(int(m[i, j])), ha="center", va="center", color=color, fontsize=8)
-    fig.tight_layout()
-    atomic_write(Path(target), lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    with warnings.catch_warnings():  # a class name in a script the font lacks: boxes
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
+        fig.tight_layout()
+        atomic_write(Path(target), lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)
 
 
