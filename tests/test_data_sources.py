@@ -574,6 +574,8 @@ def test_list_and_read_images(tmp_path):
     with pytest.raises(DataError, match="cannot read image") as err:
         read_images([one, tmp_path / "bad.png"], channels=3, size=(4, 4))
     assert str(tmp_path / "bad.png") in str(err.value)
+    # Pillow's text for it names a Python object (<_io.BufferedReader name=4>)
+    assert "no image format Pillow knows" in str(err.value) and "<_io" not in str(err.value)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -241,8 +241,12 @@ def _decode_one(
                 f"image file '{printable(path)}' is empty (0 bytes); expected a "
                 f"{'/'.join(IMAGE_SUFFIXES)} image. Remove or replace the file."
             ) from None
+        from PIL import UnidentifiedImageError
+
+        why = ("its contents are no image format Pillow knows"  # its text names a Python object
+               if isinstance(err, UnidentifiedImageError) else first_line(err))  # fmt: skip
         raise DataError(
-            f"cannot read image '{printable(path)}': {first_line(err)}. Expected a readable "
+            f"cannot read image '{printable(path)}': {why}. Expected a readable "
             f"{'/'.join(IMAGE_SUFFIXES)} image; remove or replace the file."
         ) from None
     if arr.ndim == 2:
