@@ -157,3 +157,22 @@ def test_confusion_png_of_odd_class_names_warns_of_nothing(tmp_path):
         warnings.simplefilter("error")
         report.confusion_png([[1, 0], [0, 1]], ["a\x1b[31m", "猫"], tmp_path / "c.png", "t")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_training_on_one_class_is_refused(tmp_path, images):
+    """One class folder: every prediction is right by construction (it trained to a
+    val accuracy of 1.0 at exit 0)."""
+    import shutil
+
+    only = tmp_path / "only"
+    shutil.copytree(images / "a", only / "a")
+    spec = tmp_path / "one.yaml"
+    spec.write_text(
+        "name: one\ninput: [8, 8, 3]\nstages: [{conv: [4, 3]}]\nhead: [gap, {dense: 2}]\n"
+        "train: {epochs: 1, batch_size: 2}\ndata: {validation_split: 0}\n",
+        "utf-8",
+    )
+    result = CliRunner().invoke(main, ["train", str(spec), "--data", str(only),
+                                       "--out", str(tmp_path / "run")])  # fmt: skip
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "1 class (a); a classifier needs at least 2 classes" in result.output

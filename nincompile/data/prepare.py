@@ -106,6 +106,11 @@ def training_data(
     else:
         raise DataError(f"{spec.name}: the spec names no data set (data.dataset); {HOW_TO_PASS}")
     _check_outputs(raw, n_outputs, raw.location)
+    if len(raw.classes) < 2:  # every prediction right by construction: nothing learnt
+        raise DataError(
+            f"{sources.printable(raw.location)}: {len(raw.classes)} class "
+            f"({join_names(raw.classes)}); a classifier needs at least 2 classes to train on"
+        )
     notes.append(f"found {raw.describe()}")
     if data is not None and data.limit and len(raw.labels) > data.limit:
         raw = subset(raw, stratified_subset(raw.labels, data.limit, seed), f"{data.limit} images")
