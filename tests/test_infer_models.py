@@ -176,3 +176,16 @@ def test_training_on_one_class_is_refused(tmp_path, images):
                                        "--out", str(tmp_path / "run")])  # fmt: skip
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "1 class (a); a classifier needs at least 2 classes" in result.output
+
+
+def test_validating_on_the_training_data_is_warned_of(tmp_path, images):
+    spec = tmp_path / "two.yaml"
+    spec.write_text(
+        "name: two\ninput: [8, 8, 3]\nstages: [{conv: [4, 3]}]\nhead: [gap, {dense: 2}]\n"
+        "train: {epochs: 1, batch_size: 2}\n",
+        "utf-8",
+    )
+    result = CliRunner().invoke(main, ["train", str(spec), "--data", str(images), "--val",
+                                       str(images), "--out", str(tmp_path / "run")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: --val is the training data itself" in result.output

@@ -4,6 +4,7 @@ resolved to training, validation or evaluation arrays (uint8, NHWC)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from ..errors import DataError
@@ -125,6 +126,9 @@ def training_data(
                 f"[{join_names(raw.classes)}]"
             )
         notes.append(f"validation: {val.describe()}")
+        if path is not None and os.path.realpath(val_path) == os.path.realpath(path):
+            notes.append("warning: --val is the training data itself; its accuracy says "
+                         "nothing about images the model has not seen")  # fmt: skip
     else:
         fraction = data.validation_split if data is not None else 0.1
         if fraction > 0:
