@@ -166,36 +166,33 @@ def test_build_table_prints_the_spec_path_as_text(runner, spec_file):
     assert "esc\\x1b[31mred[bold].yaml" in "".join(result.output.split())  # title wraps
 
 
-def test_every_bad_family_member_is_reported_at_once(runner, tmp_path):
-    """A family with two bad members lists both problems, each naming its member (only
-    the first was reported)."""
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (  # members whose model does not compile: both, each naming its model
+            "name: fam\nparams: {alpha: 1.0}\n"
+            "family: {ok: {alpha: 0.5}, s1: {alpha: wide}, s2: {alpha: nope}}\n"
+            "input: [16, 16, 3]\nstages: [{conv: ['divisible(32 * $alpha, 8)', 3]}]\n",
+            ["2 problems in spec", "received string 'wide'", "(in fam_s1)",
+             "received string 'nope'", "(in fam_s2)"],
+        ),
+        (  # members whose values make the spec invalid (here its input)
+            "name: fam\nparams: {r: 16}\nfamily: {ok: {r: 16}, neg: {r: -1}, zero: {r: 0}}\n"
+            "input: [$r, $r, 3]\nstages: [{conv: [8, 3]}]\n",
+            ["received -1 (in family member neg)", "received 0 (in family member zero)"],
+        ),
+    ],
+    ids=["models", "values"],
+)  # fmt: skip
+def test_every_bad_family_member_is_reported_at_once(runner, tmp_path, text, expected):
+    """A family with several bad members lists every problem, each naming its member
+    (only the first was reported)."""
     path = tmp_path / "fam.yaml"
-    path.write_text(
-        "name: fam\nparams: {alpha: 1.0}\n"
-        "family: {ok: {alpha: 0.5}, s1: {alpha: wide}, s2: {alpha: nope}}\n"
-        "input: [16, 16, 3]\nstages: [{conv: ['divisible(32 * $alpha, 8)', 3]}]\n",
-        "utf-8",
-    )
+    path.write_text(text, "utf-8")
     result = runner.invoke(main, ["check", str(path)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "2 problems in spec" in result.output
-    assert "received string 'wide'" in result.output and "(in fam_s1)" in result.output
-    assert "received string 'nope'" in result.output and "(in fam_s2)" in result.output
-
-
-def test_a_family_member_s_invalid_values_name_the_member(runner, tmp_path):
-    """A member whose values make the spec invalid (here its input) says which member
-    it is, and every such member is listed."""
-    path = tmp_path / "fam.yaml"
-    path.write_text(
-        "name: fam\nparams: {r: 16}\nfamily: {ok: {r: 16}, neg: {r: -1}, zero: {r: 0}}\n"
-        "input: [$r, $r, 3]\nstages: [{conv: [8, 3]}]\n",
-        "utf-8",
-    )
-    result = runner.invoke(main, ["check", str(path)])
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "received -1 (in family member neg)" in result.output
-    assert "received 0 (in family member zero)" in result.output
+    for words in expected:
+        assert words in result.output, (words, result.output)
 
 
 def test_every_bad_family_value_and_variant_key_is_reported_at_once():

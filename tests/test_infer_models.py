@@ -105,6 +105,14 @@ def test_outputs_past_the_named_classes_are_numbered(tmp_path, images):
     result = nincompile.evaluate(run, images)
     assert result["classes"] == ["a", "b", "2", "3"]
     assert len(result["confusion"]) == 4 and result["images"] == 2
+    # export names them alike in the ONNX metadata (it refused such a run)
+    import json
+
+    import onnx
+
+    nincompile.export(run, tmp_path / "wide.onnx")
+    meta = {p.key: p.value for p in onnx.load(tmp_path / "wide.onnx").metadata_props}
+    assert json.loads(meta["classes"]) == ["a", "b", "2", "3"]
 
 
 def test_evaluate_writes_the_confusion_png_beside_a_keras_file(tmp_path, images):

@@ -9,8 +9,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import guard
-from ..compiler import compile_source
 from ..errors import NincompileError
 from ..spec import load_spec
 from ..spec.variants import expand
@@ -51,8 +49,8 @@ def source_label(spec: str | os.PathLike, out_dir: str | os.PathLike) -> str:
 def render_specs(
     specs: list[str], out_dir: str | os.PathLike
 ) -> tuple[list[Generated], list[NincompileError]]:
-    """Render every spec; a spec that fails (a model over the resource limits too) is
-    reported and the others still render."""
+    """Render every spec; a spec that fails (a model over the resource limits too, see
+    :func:`render_source`) is reported and the others still render."""
     done: list[Generated] = []
     errors: list[NincompileError] = []
     by_name: dict[str, str] = {}
@@ -71,9 +69,6 @@ def render_specs(
                         f"{spec}: model name '{name}' is also the name in {by_name[name]}; "
                         f"both would be written to {Path(out_dir) / (name + '.py')}"
                     )
-                # the resource limits build and check apply: no module of a model
-                # that could not be built here is written
-                guard.check(compile_source(source))
                 text = render_source(source, source_label(spec, out_dir), loaded.sha256)
             except NincompileError as err:
                 errors.append(err)

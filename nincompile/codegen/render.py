@@ -20,6 +20,8 @@ from functools import cache
 
 import jinja2
 
+from .. import guard
+from ..compiler import Compiled
 from ..ir import LAYER_KINDS, Graph
 from ..ir import nodes as n
 from ..ir.lower import NO_ACTIVATION, Lowerer, with_train_layers
@@ -641,5 +643,9 @@ def render_source(src: SpecSource, label: str | None = None, sha256: str | None 
     """The generated module for a loaded spec; ``label`` names the spec in the header
     (default: its file name as loaded) and ``sha256`` the hash it shows (default: of the
     spec's text; for a variant, the caller passes the spec file's).  Raises SpecError or
-    CodegenError."""
-    return _Module(src, src.file if label is None else label, sha256).render()
+    CodegenError, and :class:`~nincompile.guard.ResourceError` for a model over the
+    resource limits build and check apply (no module is written that could not be
+    built here)."""
+    module = _Module(src, src.file if label is None else label, sha256)
+    guard.check(Compiled(src, module.graph))
+    return module.render()

@@ -104,7 +104,8 @@ def metadata(src: Source, report: ExportReport, mean, std) -> dict[str, str]:
         meta["spec_sha256"] = src.spec_sha256
     meta.update(
         {
-            "classes": json.dumps(src.classes),
+            # a name per output (numbers past the spec's names), or null without names
+            "classes": json.dumps(src.labels if src.classes else None),
             "input_layout": "NHWC",
             "input_shape": json.dumps(list(report.input_shape)),
             "input_name": report.input_name,

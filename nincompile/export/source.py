@@ -54,19 +54,11 @@ def input_shape(model) -> tuple[int, int, int]:
 
 def check_model(src: Source) -> None:
     """Raise SourceError unless the model takes one NHWC image and gives one
-    ``(batch, classes)`` output matching its spec (whose input the loader checked)."""
-    model = src.model
-    where = f"'{src.path}'"
-    problem = classifier_problem(model)
+    ``(batch, classes)`` output with a score for each class its spec names (whose
+    input the loader checked)."""
+    problem = classifier_problem(src.model, src.classes)
     if problem is not None:
-        raise SourceError(f"cannot export {where}: {problem}")
-    outputs = model.outputs
-    n_out = int(outputs[0].shape[-1])
-    if src.classes is not None and len(src.classes) != n_out:
-        raise SourceError(
-            f"cannot export {where}: data.classes names {len(src.classes)} classes but the "
-            f"model has {n_out} outputs"
-        )
+        raise SourceError(f"cannot export '{src.path}': {problem}")
 
 
 def to_float32(src: Source) -> None:

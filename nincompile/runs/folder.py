@@ -413,6 +413,17 @@ class RunFolder:
                 if CHECKPOINT_NAME.fullmatch(entry.name):
                     self.file(f"{CHECKPOINT}/{entry.name}")
 
+    def trained_files(self) -> list[str]:
+        """What in the folder only a completed epoch writes (the models, a checkpoint),
+        by name; no link is followed."""
+        found = [name for name in (MODEL, BEST) if _mode(self.path / name) is not None]
+        folder = self.path / CHECKPOINT
+        if stat.S_ISDIR(_mode(folder) or 0) and any(
+            CHECKPOINT_NAME.fullmatch(entry.name) for entry in folder.iterdir()
+        ):
+            found.append(f"{CHECKPOINT}/*.npz")
+        return found
+
     def remove_stale_temporaries(self) -> list[str]:
         """Remove the temporary files a killed run left (``.history.x1y2z3w4.csv``...):
         only regular files named as training's ``atomic_write`` names them, in the

@@ -299,10 +299,10 @@ def _with_trained_classes(spec, folder: Path, notes: list[str]):
     return spec.model_copy(update={"data": data})
 
 
-def classifier_problem(model) -> str | None:
+def classifier_problem(model, classes: list[str] | None = None) -> str | None:
     """What keeps ``model`` from being an image classifier that evaluate, predict and
     export can run (one NHWC image input of fixed size, one ``(batch, classes)``
-    output), or None."""
+    output, at least as many outputs as its spec's ``classes`` name), or None."""
     try:
         inputs, outputs = model.inputs, model.outputs
     except (AttributeError, ValueError):
@@ -322,6 +322,9 @@ def classifier_problem(model) -> str | None:
         )
     if len(tuple(outputs[0].shape)) != 2 or outputs[0].shape[-1] is None:
         return f"expected a (batch, classes) output; received {tuple(outputs[0].shape)}"
+    n_out = int(outputs[0].shape[-1])
+    if classes and len(classes) > n_out:  # fewer: the outputs past them are numbered
+        return f"data.classes names {len(classes)} classes but the model has {n_out} outputs"
     return None
 
 

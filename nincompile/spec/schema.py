@@ -1462,10 +1462,7 @@ class Data(_Model):
 class Spec(_Model):
     """A nincompile model spec (see the README's tour of the format)."""
 
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, frozen=True, allow_inf_nan=False,
-        title="nincompile spec",
-    )  # fmt: skip
+    model_config = ConfigDict(title="nincompile spec")  # merged with _Model's
 
     name: Identifier
     description: str | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import NincompileError
 from ..files import atomic_write, regular_or_missing, write_text
 from ..runs import folder as runs
+from ..spec.yaml_loader import load_yaml
 from ..units import format_bytes, format_macs
 
 MD = "compare.md"
@@ -88,13 +89,10 @@ def find_runs(paths) -> list[Path]:
 def _setup(folder: runs.RunFolder, metrics: dict) -> str:
     """The run's spec (its spec.yaml) without ``train.seed``, and the sha256 of the
     weights it started from, as one string ("" where the spec cannot be read)."""
-    from ..errors import NincompileError as _Error
-    from ..spec.yaml_loader import load_yaml
-
     try:
         text = folder.read_text(runs.SPEC)
         data = load_yaml(text, runs.SPEC)[0] if text is not None else None
-    except (_Error, OSError, ValueError):
+    except (NincompileError, OSError, ValueError):
         data = None
     if isinstance(data, dict) and isinstance(data.get("train"), dict):
         data = {**data, "train": {k: v for k, v in data["train"].items() if k != "seed"}}

@@ -66,6 +66,31 @@ def _nchw_view(inputs):
     return x
 
 
+def _same_pads(x, window, strides, dilation=(1, 1)) -> list[tuple[int, int]]:
+    """Keras's "same" padding of the NCHW ``x``'s two spatial axes, (before, after)
+    each."""
+    return [same_padding(x.shape[2 + i], window[i], strides[i], dilation[i]) for i in range(2)]
+
+
+def _symmetric(pads) -> tuple[int, int] | None:
+    """``pads`` as PyTorch's padding argument (the same on both sides of each axis), or
+    None where an axis is split unevenly (then the input itself is padded)."""
+    return (pads[0][0], pads[1][0]) if all(b == a for b, a in pads) else None
+
+
+def _padded(x, pads, **how):
+    """``x`` padded by ``pads`` (``F.pad``'s ``mode``/``value`` in ``how``)."""
+    import torch.nn.functional as F
+
+    return F.pad(x, (*pads[1], *pads[0]), **how)
+
+
+def _is_same(padding: str) -> bool:
+    """Whether a layer's padding is "same" (pooling layers keep the case given; Keras's
+    ops lower-case it)."""
+    return padding.lower() == "same"
+
+
 def _conv2d(x, kernel, bias, strides, padding: str, dilation, depthwise: bool = False):
     """Keras's ``conv2d`` call on the NCHW view ``x`` (channels-last memory) with the
     Keras kernel ``kernel`` (h, w, in / groups, out; with ``depthwise``, h, w, in,
@@ -78,13 +103,13 @@ def _conv2d(x, kernel, bias, strides, padding: str, dilation, depthwise: bool = 
         w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2] * w.shape[3])
     w = w.permute(3, 2, 0, 1).contiguous(memory_format=torch.channels_last)
     pad: tuple[int, int] | int = 0
-    if padding == "same":
-        pads = [same_padding(x.shape[2 + i], w.shape[2 + i], strides[i], dilation[i])
-                for i in range(2)]  # fmt: skip
-        if all(before == after for before, after in pads):
-            pad = (pads[0][0], pads[1][0])
+    if _is_same(padding):
+        pads = _same_pads(x, w.shape[2:], strides, dilation)
+        even = _symmetric(pads)
+        if even is None:
+            x = _padded(x, pads)
         else:
-            x = F.pad(x, (*pads[1], *pads[0]))
+            pad = even
     return F.conv2d(x, w, bias, stride=strides, padding=pad, dilation=dilation,
                     groups=x.shape[1] // w.shape[1])  # fmt: skip
 
@@ -147,18 +172,18 @@ def _max_pool_call(layer):
     def call(inputs):
         x = _nchw_view(inputs)
         padding, ceil_mode = (0, 0), False
-        if layer.padding.lower() == "same":  # a pooling layer keeps the case given
+        if _is_same(layer.padding):
             sizes = x.shape[2:]
-            pads = [same_padding(sizes[i], window[i], strides[i]) for i in range(2)]
+            pads = _same_pads(x, window, strides)
             padding = (pads[0][0], pads[1][0])
-            if any(before != after for before, after in pads):
+            if _symmetric(pads) is None:
                 wanted = [-(-sizes[i] // strides[i]) for i in range(2)]  # Keras's sizes
                 ceil_mode = all(
                     _ceil_mode_size(sizes[i], window[i], strides[i], padding[i]) == wanted[i]
                     for i in range(2)
                 )
                 if not ceil_mode:  # pad explicitly with a value no window's maximum is
-                    x = F.pad(x, (*pads[1], *pads[0]), value=_lowest(x.dtype))
+                    x = _padded(x, pads, value=_lowest(x.dtype))
                     padding = (0, 0)
         y = F.max_pool2d(x, window, strides, padding=padding, ceil_mode=ceil_mode)
         return y.permute(0, 2, 3, 1)
@@ -179,12 +204,13 @@ def _average_pool_call(layer):
     def call(inputs):
         x = _nchw_view(inputs)
         padding = (0, 0)
-        if layer.padding.lower() == "same":  # a pooling layer keeps the case given
-            pads = [same_padding(x.shape[2 + i], window[i], strides[i]) for i in range(2)]
-            if all(before == after for before, after in pads):
-                padding = (pads[0][0], pads[1][0])
+        if _is_same(layer.padding):
+            pads = _same_pads(x, window, strides)
+            even = _symmetric(pads)
+            if even is None:
+                x = _padded(x, pads, mode="replicate")
             else:
-                x = F.pad(x, (*pads[1], *pads[0]), mode="replicate")
+                padding = even
         y = F.avg_pool2d(x, window, strides, padding=padding, count_include_pad=False)
         return y.permute(0, 2, 3, 1)
 

@@ -39,14 +39,7 @@ def load_trained(path, *, limits: guard.Limits | None = None, batch: int = 1) ->
     batch of ``batch`` would not fit in ``limits``, and after it is loaded unless it is
     an image classifier (:func:`~nincompile.runs.model.classifier_problem`)."""
     trained = load_saved(path, limits=limits, batch=batch, untrained=False)
-    problem = classifier_problem(trained.model)
-    if problem is None and trained.classes:
-        outputs = int(trained.model.output_shape[-1])
-        if len(trained.classes) > outputs:
-            problem = (
-                f"its spec names {len(trained.classes)} classes (data.classes) but the model "
-                f"has {outputs} outputs"
-            )
+    problem = classifier_problem(trained.model, trained.classes)
     if problem is not None:
         raise ModelLoadError(f"cannot run '{path}' on images: {problem}")
     return trained

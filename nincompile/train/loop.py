@@ -179,16 +179,6 @@ def _versions() -> dict:
     return out
 
 
-def _trained_files(path: Path) -> list[str]:
-    """What in the run folder ``path`` only a completed epoch writes: the models, a
-    checkpoint."""
-    found = [name for name in (runs.MODEL, runs.BEST) if (path / name).exists()]
-    ckpt = path / runs.CHECKPOINT
-    if ckpt.is_dir() and not ckpt.is_symlink() and any(ckpt.glob("*.npz")):
-        found.append(f"{runs.CHECKPOINT}/*.npz")
-    return found
-
-
 def _resolve_run(source, out, resume: bool, create: bool = True):
     name = source.spec.name
     if resume:
@@ -201,7 +191,7 @@ def _resolve_run(source, out, resume: bool, create: bool = True):
         have = sha256_text(source.text)
         spec_text = run.read_text(runs.SPEC)
         if state is None:  # failed before its first epoch: start again, in the same folder
-            trained = _trained_files(path)
+            trained = run.trained_files()
             if trained:  # not that: its record of where it stopped is gone
                 raise TrainError(
                     f"cannot resume '{path}': it holds a trained run ({', '.join(trained)}) "
